@@ -1,0 +1,1 @@
+"""xclip_jax: X-CLIP video recognition in JAX/Flax."""

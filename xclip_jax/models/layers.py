@@ -1,0 +1,176 @@
+"""Building blocks shared by every tower: fp32 LayerNorm, QuickGELU MLP, attention, drop path.
+
+Parameters carry logical axis names (`nnx.with_partitioning`) that `xclip_jax.sharding` maps onto a
+device mesh. Parameters are float32; activations run in the configured compute dtype, while LayerNorm
+statistics and attention softmax are always computed in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Initializer = nnx.initializers.Initializer
+
+# Logical axis names used by parameters (see xclip_jax/sharding.py for the mesh rules).
+EMBED = "embed"  # model width of a tower (D, W_t, or E)
+HEADS = "heads"  # attention projection output (heads x head_dim flattened)
+MLP = "mlp"  # hidden layer of the feed-forward block
+VOCAB = "vocab"  # token vocabulary
+JOINT = "joint"  # the joint video-text embedding (E) at projection outputs
+NORM = "norm"  # LayerNorm scale/bias vectors (replicated by default)
+
+TRUNC_NORMAL_002 = nnx.initializers.truncated_normal(stddev=0.02, lower=-100.0, upper=100.0)
+
+
+def symmetric_uniform(bound: float) -> Initializer:
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def torch_linear_init(fan_in: int) -> Initializer:
+  """PyTorch's default `nn.Linear` init (kaiming-uniform, a=sqrt(5)): U(+-1/sqrt(fan_in))."""
+  return symmetric_uniform(1.0 / math.sqrt(fan_in))
+
+
+def packed_xavier_uniform(width: int) -> Initializer:
+  """Xavier-uniform of a packed (3W, W) `in_proj_weight`, as `nn.MultiheadAttention` draws it.
+
+  We keep q, k and v as separate (W, W) kernels, but sample them with the bound of the packed matrix so
+  that new attention modules start from the same distribution as the official code.
+  """
+  return symmetric_uniform(math.sqrt(6.0 / (width + 3 * width)))
+
+
+def param(value: jax.Array, axes: Sequence[str | None]) -> nnx.Param:
+  """A float32 parameter annotated with logical axes.
+
+  Eager sharding stays off: parameters are created unsharded (or abstractly) and placed on the mesh by
+  `jax.jit(..., out_shardings=...)`, so building a model never needs a mesh in scope.
+  """
+  return nnx.Param(jnp.asarray(value, jnp.float32), out_sharding=tuple(axes), eager_sharding=False)
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+  return jnp.dtype(name)
+
+
+class LayerNorm(nnx.Module):
+  """LayerNorm with float32 statistics and parameters, returning the compute dtype."""
+
+  def __init__(self, width: int, *, eps: float = 1e-5, dtype: str = "float32"):
+    self.scale = param(jnp.ones((width,)), (NORM,))
+    self.bias = param(jnp.zeros((width,)), (NORM,))
+    self.eps = eps
+    self.dtype = compute_dtype(dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    variance = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(variance + self.eps)
+    return (y * self.scale[...] + self.bias[...]).astype(self.dtype)
+
+
+class Linear(nnx.Module):
+  """Dense layer (kernel stored (in, out), as Flax does) with logical axes on its parameters."""
+
+  def __init__(self, in_features: int, out_features: int, *, axes: tuple[str | None, str | None],
+               rngs: nnx.Rngs, use_bias: bool = True, kernel_init: Initializer | None = None,
+               bias_init: Initializer | None = None, dtype: str = "float32"):
+    kernel_init = kernel_init or torch_linear_init(in_features)
+    bias_init = bias_init or nnx.initializers.zeros_init()
+    self.kernel = param(kernel_init(rngs.params(), (in_features, out_features)), axes)
+    self.bias = param(bias_init(rngs.params(), (out_features,)), (axes[1],)) if use_bias else None
+    self.dtype = compute_dtype(dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = jnp.matmul(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(self.dtype)
+    return y
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+  """CLIP's activation x * sigmoid(1.702 x); exact or tanh GELU would change the released models."""
+  return x * jax.nn.sigmoid(1.702 * x)
+
+
+class MLP(nnx.Module):
+  """Linear -> QuickGELU -> Linear, the feed-forward block of every CLIP-style transformer."""
+
+  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, dtype: str = "float32",
+               kernel_init: Initializer | None = None, bias_init: Initializer | None = None):
+    self.fc1 = Linear(width, hidden, axes=(EMBED, MLP), rngs=rngs, dtype=dtype, kernel_init=kernel_init,
+                      bias_init=bias_init)
+    self.fc2 = Linear(hidden, width, axes=(MLP, EMBED), rngs=rngs, dtype=dtype, kernel_init=kernel_init,
+                      bias_init=bias_init)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.fc2(quick_gelu(self.fc1(x)))
+
+
+def attention_backend(requested: str, dtype: jnp.dtype, head_dim: int) -> str:
+  """Chooses `jax.nn.dot_product_attention`'s implementation.
+
+  "auto" picks cuDNN's fused kernel on GPU for half-precision inputs and head sizes it supports, and
+  XLA's implementation everywhere else (CPU, TPU, float32).
+  """
+  if requested != "auto":
+    return requested
+  if (jax.default_backend() == "gpu" and dtype in (jnp.bfloat16, jnp.float16)
+      and head_dim % 8 == 0 and head_dim <= 128):
+    return "cudnn"
+  return "xla"
+
+
+class Attention(nnx.Module):
+  """Multi-head attention with separate q/k/v projections.
+
+  Covers every attention of X-CLIP: self-attention of CLIP blocks (with biases, optionally causal),
+  the cross-frame message attention, the MIT, and the prompt generator's text->video cross-attention
+  (no q/k/v bias). Query scaling is head_dim**-0.5 as in CLIP.
+  """
+
+  def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, qkv_bias: bool = True,
+               dtype: str = "float32", implementation: str = "auto",
+               qkv_init: Initializer | None = None, out_init: Initializer | None = None,
+               bias_init: Initializer | None = None):
+    if width % heads:
+      raise ValueError(f"Attention width {width} is not divisible by {heads} heads.")
+    self.heads = heads
+    self.head_dim = width // heads
+    self.dtype = compute_dtype(dtype)
+    self.implementation = implementation
+    common = dict(rngs=rngs, dtype=dtype, bias_init=bias_init)
+    self.query = Linear(width, width, axes=(EMBED, HEADS), use_bias=qkv_bias, kernel_init=qkv_init, **common)
+    self.key = Linear(width, width, axes=(EMBED, HEADS), use_bias=qkv_bias, kernel_init=qkv_init, **common)
+    self.value = Linear(width, width, axes=(EMBED, HEADS), use_bias=qkv_bias, kernel_init=qkv_init, **common)
+    self.out = Linear(width, width, axes=(HEADS, EMBED), kernel_init=out_init, **common)
+
+  def __call__(self, x: jax.Array, context: jax.Array | None = None, *, causal: bool = False) -> jax.Array:
+    """Attends from `x` (..., Lq, W) to `context` (..., Lk, W); self-attention when context is None."""
+    context = x if context is None else context
+    lead = x.shape[:-2]
+    q = self.query(x).reshape(-1, x.shape[-2], self.heads, self.head_dim)
+    k = self.key(context).reshape(-1, context.shape[-2], self.heads, self.head_dim)
+    v = self.value(context).reshape(-1, context.shape[-2], self.heads, self.head_dim)
+    backend = attention_backend(self.implementation, self.dtype, self.head_dim)
+    y = jax.nn.dot_product_attention(q, k, v, is_causal=causal, implementation=backend)
+    y = y.reshape(*lead, x.shape[-2], self.heads * self.head_dim)
+    return self.out(y)
+
+
+def drop_path(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+  """Stochastic depth: zeroes whole samples (leading axis) of a residual branch with prob `rate`.
+
+  Identity when `rate == 0` or no rng is given (evaluation).
+  """
+  if rate == 0.0 or rng is None:
+    return x
+  keep = 1.0 - rate
+  mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(mask, x / keep, jnp.zeros_like(x)).astype(x.dtype)
