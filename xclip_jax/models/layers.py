@@ -19,7 +19,7 @@ Initializer = nnx.initializers.Initializer
 # Logical axis names used by parameters (see xclip_jax/sharding.py for the mesh rules).
 EMBED = "embed"  # model width of a tower (D, W_t, or E)
 HEADS = "heads"  # attention projection output (heads x head_dim flattened)
-MLP = "mlp"  # hidden layer of the feed-forward block
+HIDDEN = "mlp"  # hidden layer of the feed-forward block
 VOCAB = "vocab"  # token vocabulary
 JOINT = "joint"  # the joint video-text embedding (E) at projection outputs
 NORM = "norm"  # LayerNorm scale/bias vectors (replicated by default)
@@ -104,9 +104,9 @@ class MLP(nnx.Module):
 
   def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, dtype: str = "float32",
                kernel_init: Initializer | None = None, bias_init: Initializer | None = None):
-    self.fc1 = Linear(width, hidden, axes=(EMBED, MLP), rngs=rngs, dtype=dtype, kernel_init=kernel_init,
+    self.fc1 = Linear(width, hidden, axes=(EMBED, HIDDEN), rngs=rngs, dtype=dtype, kernel_init=kernel_init,
                       bias_init=bias_init)
-    self.fc2 = Linear(hidden, width, axes=(MLP, EMBED), rngs=rngs, dtype=dtype, kernel_init=kernel_init,
+    self.fc2 = Linear(hidden, width, axes=(HIDDEN, EMBED), rngs=rngs, dtype=dtype, kernel_init=kernel_init,
                       bias_init=bias_init)
 
   def __call__(self, x: jax.Array) -> jax.Array:

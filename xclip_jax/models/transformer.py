@@ -50,7 +50,8 @@ class Transformer(nnx.Module):
   """`layers` residual attention blocks of equal width."""
 
   def __init__(self, width: int, layers_: int, heads: int, mlp_dim: int, *, rngs: nnx.Rngs,
-               causal: bool = False, eps: float = 1e-5, dtype: str = "float32", implementation: str = "auto", remat: bool = False,
+               causal: bool = False, eps: float = 1e-5, dtype: str = "float32", implementation: str = "auto",
+               remat: bool = False,
                qkv_init: layers.Initializer | None = None, out_init: layers.Initializer | None = None,
                mlp_init: layers.Initializer | None = None):
     self.resblocks = nnx.List([

@@ -1,0 +1,121 @@
+"""The user-facing model: `xclip_jax.load_model(path)` and compiled inference entry points.
+
+The NNX module is split once into (graphdef, state); each entry point is a `jax.jit` function of the
+state, so calls after the first reuse the compiled program. Class texts can be encoded once with
+`encode_text` and passed as `text_features=` to every later call (what the official code caches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from xclip_jax import pretrained
+from xclip_jax.models.config import ModelConfig
+from xclip_jax.models.params import model_from_params
+from xclip_jax.models.xclip import XCLIP, VideoFeatures
+from xclip_jax.tokenizer import tokenize
+
+# ImageNet statistics on 0-255 RGB: what the official pipeline (and HF's processor) normalise with.
+IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
+IMAGENET_STD = np.array([58.395, 57.12, 57.375], np.float32)
+
+
+def normalize_frames(frames_uint8: np.ndarray | jax.Array) -> jax.Array:
+  """uint8 RGB frames (..., 3) -> float32 ImageNet-normalised input for the model."""
+  return (jnp.asarray(frames_uint8, jnp.float32) - IMAGENET_MEAN) / IMAGENET_STD
+
+
+class InferenceModel:
+  """A loaded X-CLIP model with jit-compiled `__call__`, `encode_text`, `encode_video` and `logits`."""
+
+  def __init__(self, module: XCLIP):
+    self.config: ModelConfig = module.config
+    self.graphdef, self.state = nnx.split(module)
+    graphdef = self.graphdef
+    self._encode_text = jax.jit(lambda state, tokens: nnx.merge(graphdef, state).encode_text(tokens))
+    self._encode_video = jax.jit(lambda state, videos: nnx.merge(graphdef, state).encode_video(videos))
+    self._logits = jax.jit(lambda state, video, text: nnx.merge(graphdef, state).logits(video, text))
+
+  @property
+  def module(self) -> XCLIP:
+    """The NNX module (shares parameters with this object)."""
+    return nnx.merge(self.graphdef, self.state)
+
+  def encode_text(self, tokens: np.ndarray | jax.Array) -> jax.Array:
+    """Class-text embeddings (K, E) from tokens (K, 77) int32 (see `xclip_jax.tokenize`)."""
+    return self._encode_text(self.state, jnp.asarray(tokens, jnp.int32))
+
+  def encode_video(self, videos: np.ndarray | jax.Array) -> VideoFeatures:
+    """Video embeddings and prompt context from videos (B, T, H, W, 3) float32, ImageNet-normalised."""
+    return self._encode_video(self.state, jnp.asarray(videos, jnp.float32))
+
+  def logits(self, video: VideoFeatures, text_features: jax.Array) -> jax.Array:
+    return self._logits(self.state, video, jnp.asarray(text_features, jnp.float32))
+
+  def __call__(self, videos: np.ndarray | jax.Array, tokens: np.ndarray | jax.Array | None = None, *,
+               text_features: jax.Array | None = None) -> jax.Array:
+    """Logits (B, K): videos (B, T, H, W, 3) float32 normalised; class texts as tokens or text_features."""
+    if (tokens is None) == (text_features is None):
+      raise ValueError("Pass exactly one of `tokens` or `text_features`.")
+    if text_features is None:
+      text_features = self.encode_text(tokens)
+    return self.logits(self.encode_video(videos), text_features)
+
+  def classify(self, videos: np.ndarray | jax.Array, class_names: Sequence[str]) -> np.ndarray:
+    """Softmax probabilities (B, K) of videos over any class names (open-set recognition)."""
+    logits = self(videos, tokenize(list(class_names), context_length=self.config.context_length, truncate=True))
+    return np.asarray(jax.nn.softmax(logits, axis=-1))
+
+  def __repr__(self) -> str:
+    count = sum(x.size for x in jax.tree.leaves(self.state))
+    return f"InferenceModel({count / 1e6:.1f}M parameters; {self.config.describe()})"
+
+
+def _detect_source(path: pathlib.Path) -> str:
+  if path.is_dir():
+    if pretrained.is_pretrained_dir(path):
+      return "jax"
+    config = path / "config.json"
+    if config.is_file():
+      try:
+        if json.loads(config.read_text()).get("model_type") == "xclip":
+          return "hf"
+      except json.JSONDecodeError as error:
+        raise ValueError(f"{config} is not valid JSON: {error}") from error
+    raise ValueError(f"{path} is neither an xclip_jax model directory (config.json + params.safetensors, written by "
+                     f"scripts/convert_checkpoint.py) nor a HuggingFace XCLIP directory.")
+  if path.is_file():
+    return "xclip" if path.suffix == ".pth" else "openai"
+  raise FileNotFoundError(f"No model at {path}.")
+
+
+def load_model(path: str | os.PathLike, *, dtype: str | None = None, **overrides: Any) -> InferenceModel:
+  """Loads a model for inference.
+
+  Args:
+    path: an xclip_jax model directory (from scripts/convert_checkpoint.py), or, converted on the fly, a
+      HuggingFace XCLIP directory, an official X-CLIP `.pth` or an OpenAI CLIP `.pt` (these need torch).
+    dtype: compute dtype ("float32" default, "bfloat16" for speed on accelerators).
+    **overrides: run-time `ModelConfig` options such as `attention_implementation="xla"`.
+  """
+  path = pathlib.Path(path)
+  source = _detect_source(path)
+  if source == "jax":
+    config, params = pretrained.load_pretrained(path)
+  else:
+    from xclip_jax.conversion import import_checkpoint
+    config, params, _ = import_checkpoint(source, path)
+  changes = dict(overrides, **({"dtype": dtype} if dtype else {}))
+  bad = sorted(set(changes) - {"dtype", "attention_implementation", "remat"})
+  if bad:
+    raise ValueError(f"load_model: {bad} cannot be changed on a trained model (only run-time options).")
+  return InferenceModel(model_from_params(config.replace(**changes), params))

@@ -1,0 +1,114 @@
+"""The converted-model directory: `config.json` (ModelConfig) + `params.safetensors`.
+
+This is what `scripts/convert_checkpoint.py` writes and `xclip_jax.load_model` reads. safetensors needs
+neither torch nor pickle, and the directory is written atomically: a failed write leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from xclip_jax.models.config import ModelConfig
+from xclip_jax.models.params import Path
+
+FORMAT = "xclip_jax.pretrained"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+PARAMS_FILE = "params.safetensors"
+
+
+def _key(path: Path) -> str:
+  return "/".join(str(p) for p in path)
+
+
+def _path(key: str) -> Path:
+  return tuple(int(part) if part.isdigit() else part for part in key.split("/"))
+
+
+@contextlib.contextmanager
+def atomic_directory(output: str | os.PathLike, overwrite: bool = False) -> Iterator[pathlib.Path]:
+  """Yields a temporary sibling directory that replaces `output` only if the block succeeds.
+
+  An existing `output` is kept unless `overwrite`; even then it is only removed after the new
+  directory is complete.
+  """
+  output = pathlib.Path(output)
+  if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
+    raise FileExistsError(f"{output} already exists and is not empty; pass overwrite=True (--overwrite) to replace it.")
+  output.parent.mkdir(parents=True, exist_ok=True)
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+  try:
+    yield staging
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  backup = None
+  if output.exists():
+    backup = output.with_name(f".{output.name}.old-{os.getpid()}")
+    output.rename(backup)
+  staging.rename(output)
+  if backup is not None:
+    shutil.rmtree(backup) if backup.is_dir() else backup.unlink()
+
+
+def save_pretrained(output: str | os.PathLike, config: ModelConfig, params: Mapping[Path, np.ndarray], *,
+                    metadata: Mapping[str, Any] | None = None, overwrite: bool = False) -> pathlib.Path:
+  """Writes a model directory that `load_pretrained` / `xclip_jax.load_model` read."""
+  with atomic_directory(output, overwrite=overwrite) as staging:
+    document = {"format": FORMAT, "version": FORMAT_VERSION, "model": config.to_dict(),
+                "metadata": dict(metadata or {})}
+    (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    save_file({_key(p): np.asarray(v, dtype=np.float32, order="C") for p, v in params.items()},
+              str(staging / PARAMS_FILE), metadata={"format": FORMAT})
+  return pathlib.Path(output)
+
+
+def is_pretrained_dir(path: str | os.PathLike) -> bool:
+  config = pathlib.Path(path) / CONFIG_FILE
+  if not config.is_file():
+    return False
+  try:
+    return json.loads(config.read_text()).get("format") == FORMAT
+  except (json.JSONDecodeError, AttributeError):
+    return False
+
+
+def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
+  config_path = pathlib.Path(path) / CONFIG_FILE
+  if not config_path.is_file():
+    raise FileNotFoundError(f"{path} is not an xclip_jax model directory: {config_path} is missing.")
+  try:
+    document = json.loads(config_path.read_text())
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{config_path} is not valid JSON: {error}") from error
+  if document.get("format") != FORMAT:
+    raise ValueError(f"{config_path} is not an xclip_jax model config (format {document.get('format')!r}); "
+                     f"convert checkpoints with scripts/convert_checkpoint.py.")
+  if document.get("version") != FORMAT_VERSION:
+    raise ValueError(f"{config_path}: unsupported format version {document.get('version')!r}.")
+  return ModelConfig.from_dict(document["model"], source=str(config_path)), document.get("metadata", {})
+
+
+def load_pretrained(path: str | os.PathLike) -> tuple[ModelConfig, dict[Path, np.ndarray]]:
+  """Reads a model directory: (config, flat float32 params)."""
+  config, _ = read_config(path)
+  params_path = pathlib.Path(path) / PARAMS_FILE
+  if not params_path.is_file():
+    raise FileNotFoundError(f"{params_path} is missing.")
+  try:
+    with safe_open(str(params_path), framework="numpy") as handle:
+      params = {_path(key): handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+  except Exception as error:  # safetensors raises its own error types for corrupt files
+    raise ValueError(f"{params_path} cannot be read: {error}") from error
+  return config, params
