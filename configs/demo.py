@@ -1,0 +1,79 @@
+r"""The embedded demo (`make demo`): a tiny X-CLIP trained from scratch on synthetic moving shapes, on CPU.
+
+  python -m xclip_jax.main --config configs/demo.py --workdir runs/demo
+
+Generates the dataset (python -m xclip_jax.data.synthetic) if `data.synthetic_dir` lacks it, then:
+1. supervised: trains on 16 shape x motion classes, evaluates multi-view on their validation videos;
+2. zero-shot: the same model on 4 held-out compositions ("circle moving left", ...) whose words were all
+   seen in training but never together;
+3. few-shot: fine-tunes on K=2 videos of each of 4 other held-out compositions, evaluates on their val set.
+There is no CLIP to start from here, so the text tower is trained too (train.train_text). Arguments:
+shrink (true: a one-minute smoke run).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from xclip_jax import run_config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = run_config.parse_arg(arg, shrink=False)
+  c = run_config.base_config()
+  c.protocol = "demo"
+  # Tiny model: 64 px frames, 16 px patches, 8 frames; float32 (CPU).
+  c.model.variant = "tiny"
+  c.model.frames = 8
+  c.model.dtype = "float32"
+  c.model.overrides = ml_collections.ConfigDict(dict(
+      image_size=64, patch_size=16, vision_width=128, vision_layers=3, vision_heads=4, vision_mlp_dim=256,
+      text_width=64, text_layers=2, text_heads=2, text_mlp_dim=128, embed_dim=64, mit_heads=2, mit_mlp_dim=128,
+      prompt_heads=2))
+
+  c.data.source = "synthetic"
+  c.data.synthetic_dir = "runs/demo/data"
+  c.data.synthetic_task = "supervised"
+  c.data.num_frames = 8
+  c.data.input_size = 64  # The synthetic videos are 64 x 64.
+  c.data.resize_short = 64  # No up-scaling before the crop (256/224 is for real videos).
+  c.data.batch_size = 32
+  c.data.eval_batch_size = 32
+  c.data.num_workers = 1
+  c.data.seed = 0
+
+  c.train.total_steps = 300
+  c.train.epochs = 25  # only sets the warm-up share when total_steps is given: 5/25 of the steps
+  c.train.warmup_epochs = 1
+  c.train.lr = 1e-3  # From scratch: far above the fine-tuning lr of the paper.
+  c.train.new_module_lr_multiplier = 1.0
+  c.train.weight_decay = 0.05
+  c.train.train_text = True  # No pretrained text tower to freeze.
+  c.train.mixup = 0.0  # Small data, short run: mixup/cutmix slow convergence more than they help here.
+  c.train.seed = 0
+
+  c.eval.every_steps = 100
+  c.eval.final_clips, c.eval.final_crops = 2, 3
+  c.checkpoint.every_steps = 100
+  c.log_every_steps = 25
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+
+  c.demo = ml_collections.ConfigDict()
+  # python -m xclip_jax.data.synthetic flags (see `synthetic.generate`).
+  c.demo.synthetic = ml_collections.ConfigDict(dict(seed=0, size=64, frames=16))
+  # Per-stage overrides of the blocks above.
+  c.demo.supervised = ml_collections.ConfigDict({"data": {"synthetic_task": "supervised"}})
+  c.demo.zero_shot = ml_collections.ConfigDict({"data": {"synthetic_task": "zero_shot"}})
+  c.demo.few_shot = ml_collections.ConfigDict({
+      "data": {"synthetic_task": "few_shot", "k_shot": 2, "k_shot_seed": 0, "batch_size": 8},
+      "train": {"total_steps": 60, "lr": 2e-4, "warmup_epochs": 0},
+      "eval": {"every_steps": -1},
+  })
+  if args.shrink:
+    c.train.total_steps = 20
+    c.eval.every_steps = 10
+    c.checkpoint.every_steps = 10
+    c.log_every_steps = 5
+    c.eval.final_clips, c.eval.final_crops = 1, 1
+    c.demo.few_shot.train.total_steps = 4
+  return c

@@ -1,0 +1,87 @@
+"""One evaluation pass: every video of a split, all its views, accuracy over exactly the split's videos.
+
+Class texts are the eval source's class names (so zero-shot evaluation just points the data block at
+another dataset), encoded once per pass with the current model. Videos that fail to decode stay in the
+denominator as misses and are reported by path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from xclip_jax import sharding
+from xclip_jax.data import pipeline
+from xclip_jax.tokenizer import tokenize
+from xclip_jax.training import steps
+
+
+@dataclasses.dataclass
+class EvalResult:
+  top1: float  # percent
+  top5: float  # percent
+  videos: int  # denominator: every video of the split
+  decode_failures: int
+  num_classes: int
+  views: str  # "clips x crops"
+  failed_videos: list[str] = dataclasses.field(default_factory=list)
+
+  @property
+  def chance(self) -> float:
+    return 100.0 / self.num_classes
+
+  def to_dict(self) -> dict[str, Any]:
+    return {**dataclasses.asdict(self), "chance": self.chance}
+
+
+class Evaluator:
+  """Compiles the eval step and text encoder once; runs passes for any data block and view count.
+
+  `state` arguments are the model's nnx state (`TrainState.state["model"]`, or `model_state(...)`).
+  """
+
+  def __init__(self, model_graphdef: nnx.GraphDef, mesh: Mesh):
+    self.mesh = mesh
+    self._step = jax.jit(steps.make_eval_step(model_graphdef), out_shardings=sharding.replicated(mesh))
+    self._encode = jax.jit(steps.make_text_encoder(model_graphdef), out_shardings=sharding.replicated(mesh))
+
+  def text_features(self, state: nnx.State, class_names: list[str], context_length: int) -> jax.Array:
+    tokens = tokenize(class_names, context_length=context_length, truncate=True)
+    with jax.set_mesh(self.mesh):
+      return self._encode(state, jnp.asarray(tokens))
+
+  def evaluate(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
+               context_length: int = 77, max_batches: int = -1) -> EvalResult:
+    iterator = pipeline.make_eval_iterator(data_cfg, split=split, clips=clips, crops=crops)
+    class_names = list(iterator.source.class_names)
+    text = self.text_features(state, class_names, context_length)
+    totals = {"correct1": 0, "correct5": 0, "count": 0, "decode_failures": 0}
+    with jax.set_mesh(self.mesh):
+      for index, local in enumerate(iterator):
+        if 0 <= max_batches <= index:
+          break
+        counts = jax.device_get(self._step(state, pipeline.global_batch(local, self.mesh), text))
+        for key in totals:
+          totals[key] += int(counts[key])
+    videos = max(totals["count"], 1)
+    result = EvalResult(
+        top1=100.0 * totals["correct1"] / videos, top5=100.0 * totals["correct5"] / videos,
+        videos=totals["count"], decode_failures=totals["decode_failures"], num_classes=len(class_names),
+        views=f"{clips}x{crops}", failed_videos=[name for _, name in iterator.decode_failures])
+    if result.decode_failures:
+      logging.warning("%d of %d videos failed to decode and count as errors (this process: %s)",
+                      result.decode_failures, result.videos, result.failed_videos[:10])
+    return result
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+  """Mean and (population) standard deviation over splits or rounds, as the paper reports them."""
+  array = np.asarray(values, np.float64)
+  return {"mean": float(array.mean()), "std": float(array.std()), "values": [float(v) for v in values]}

@@ -1,0 +1,104 @@
+"""Device mesh and the mapping of logical axis names onto it.
+
+The mesh has three named axes: `data` (pure data parallelism), `fsdp` (data parallelism with parameters
+and optimizer state sharded) and `tensor` (attention heads / MLP hidden sharded). Parameters carry logical
+axis names (see `xclip_jax.models.layers`); `LOGICAL_RULES` maps them onto mesh axes. Batches are split
+over `data` and `fsdp` together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+# Ordered (logical axis, mesh axis) pairs; logical names absent here are replicated.
+LOGICAL_RULES: tuple[tuple[str, str | None], ...] = (
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("mlp", "tensor"),
+    ("vocab", "tensor"),
+    ("joint", "tensor"),
+    ("norm", None),
+)
+
+
+def mesh_shape(axis_sizes: Mapping[str, int], device_count: int) -> tuple[int, ...]:
+  """Resolves one -1 entry so that the axes multiply to the device count; validates the rest."""
+  unknown = [name for name in MESH_AXES if int(axis_sizes.get(name, 1)) == -1]
+  extra = sorted(set(axis_sizes) - set(MESH_AXES))
+  if extra:
+    raise ValueError(f"config.mesh has unknown axes {extra}; allowed: {MESH_AXES}.")
+  if len(unknown) > 1:
+    raise ValueError(f"config.mesh: at most one axis may be -1, got {unknown}.")
+  known = int(np.prod([int(axis_sizes.get(name, 1)) for name in MESH_AXES if name not in unknown]))
+  if known <= 0 or device_count % known:
+    raise ValueError(f"config.mesh {dict(axis_sizes)} does not divide the {device_count} available devices.")
+  sizes = {name: int(axis_sizes.get(name, 1)) for name in MESH_AXES}
+  if unknown:
+    sizes[unknown[0]] = device_count // known
+  if int(np.prod(list(sizes.values()))) != device_count:
+    raise ValueError(f"config.mesh {dict(axis_sizes)} uses {int(np.prod(list(sizes.values())))} devices, "
+                     f"but {device_count} are available.")
+  return tuple(sizes[name] for name in MESH_AXES)
+
+
+def make_mesh(axis_sizes: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A (data, fsdp, tensor) mesh over all (global) devices, with Auto axes for logical-rule sharding."""
+  devices = list(devices) if devices is not None else jax.devices()
+  shape = mesh_shape(axis_sizes, len(devices))
+  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices)
+
+
+def logical_to_mesh_spec(logical: Sequence[str | None] | None, shape: Sequence[int], mesh: Mesh,
+                         rules: Sequence[tuple[str, str | None]] = LOGICAL_RULES) -> PartitionSpec:
+  """Maps logical names to mesh axes; a dimension not divisible by its mesh axis stays replicated."""
+  if not logical:
+    return PartitionSpec()
+  table = dict(rules)
+  axes = []
+  used: set[str] = set()
+  for name, size in zip(logical, shape, strict=True):
+    axis = table.get(name) if name is not None else None
+    if axis is not None and (axis in used or size % mesh.shape[axis]):
+      axis = None
+    if axis is not None:
+      used.add(axis)
+    axes.append(axis)
+  return PartitionSpec(*axes)
+
+
+def state_shardings(abstract_state: nnx.State, mesh: Mesh,
+                    rules: Sequence[tuple[str, str | None]] = LOGICAL_RULES) -> nnx.State:
+  """NamedShardings for an (abstract) nnx state, from each variable's logical `out_sharding` names.
+
+  Optimizer moments inherit their parameter's names (nnx.Optimizer copies the metadata), so parameters
+  and optimizer state are sharded alike.
+  """
+  def one(variable: nnx.Variable) -> nnx.Variable:
+    logical = variable.get_metadata().get("out_sharding")
+    spec = logical_to_mesh_spec(logical, variable.shape, mesh, rules) if getattr(variable, "shape", None) else \
+        PartitionSpec()
+    return variable.replace(NamedSharding(mesh, spec))
+  return jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+  """Leading (batch) dimension split over data and fsdp, the rest replicated."""
+  return NamedSharding(mesh, PartitionSpec(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def log_mesh(mesh: Mesh) -> None:
+  logging.info("Mesh %s over %d devices (%d processes): %s", dict(mesh.shape), mesh.size, jax.process_count(),
+               mesh.devices.flat[0].platform)

@@ -1,0 +1,219 @@
+"""The training loop: sharded steps, periodic evaluation, checkpoints with exact resume, preemption.
+
+`train(config, workdir)` resumes from the workdir's latest checkpoint by itself (model, optimizer, step
+and data-iterator position), saves every `checkpoint.every_steps`, at the end, and when the process gets
+SIGTERM (then it stops early and reports `preempted=True`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import signal
+import threading
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from xclip_jax import pretrained, sharding
+from xclip_jax.data import pipeline
+from xclip_jax.evaluation.evaluator import Evaluator
+from xclip_jax.models.config import RUNTIME_FIELDS, ModelConfig, variant_config
+from xclip_jax.models.params import Path, parameter_shapes
+from xclip_jax.tokenizer import tokenize
+from xclip_jax.training import checkpointing, metrics, optimizer, steps, train_state
+
+ABLATION_FIELDS = ("use_cross_frame", "use_mit", "use_prompt")
+ARCHITECTURE_FIELDS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_width", "text_layers",
+                       "embed_dim", "num_frames")
+
+
+@dataclasses.dataclass
+class TrainResult:
+  state: train_state.TrainState
+  model_config: ModelConfig
+  mesh: Mesh
+  evaluator: Evaluator
+  step: int
+  total_steps: int
+  preempted: bool
+  class_names: list[str]
+
+
+def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
+  """The architecture named by config.model (variant, frames, overrides) with its run-time options."""
+  m = config.model
+  if int(m.frames) != int(config.data.num_frames):
+    raise ValueError(f"config.model.frames={m.frames} but config.data.num_frames={config.data.num_frames}; "
+                     f"they must agree (the MIT's temporal embedding has one row per frame).")
+  options = {name: m[name] for name in RUNTIME_FIELDS + ABLATION_FIELDS}
+  return variant_config(m.variant, frames=int(m.frames), **options, **m.overrides.to_dict())
+
+
+def load_initial_params(config: ml_collections.ConfigDict, requested: ModelConfig
+                        ) -> tuple[ModelConfig, dict[Path, np.ndarray] | None]:
+  """Reads init_from (converted model dir or training workdir); the architecture comes from it."""
+  path = config.init_from.path
+  if not path:
+    return requested, None
+  if pretrained.is_pretrained_dir(path):
+    source_config, params = pretrained.load_pretrained(path)
+  elif (pathlib.Path(path) / "checkpoints").is_dir():
+    source_config, params = checkpointing.load_model_params(path)
+  else:
+    raise FileNotFoundError(f"config.init_from.path={path!r} is neither a converted model directory "
+                            f"(scripts/convert_checkpoint.py) nor a training workdir with checkpoints/.")
+  different = {f: (getattr(source_config, f), getattr(requested, f)) for f in ARCHITECTURE_FIELDS
+               if getattr(source_config, f) != getattr(requested, f)}
+  if different:
+    detail = ", ".join(f"{f}: checkpoint {a} vs config {b}" for f, (a, b) in different.items())
+    raise ValueError(f"init_from {path} does not match config.model (variant {config.model.variant}, frames "
+                     f"{config.model.frames}): {detail}. Set config.model to the checkpoint's architecture.")
+  model_config = source_config.replace(**{f: getattr(requested, f) for f in RUNTIME_FIELDS + ABLATION_FIELDS})
+  shapes = parameter_shapes(model_config)
+  dropped = sorted("/".join(map(str, p)) for p in params if p not in shapes)
+  fresh = sorted("/".join(map(str, p)) for p in shapes if p not in params)
+  if dropped:
+    logging.info("init_from: %d checkpoint tensors unused by this model (ablations), e.g. %s", len(dropped),
+                 dropped[:3])
+  if fresh:
+    logging.info("init_from: %d parameters not in the checkpoint start from random init, e.g. %s", len(fresh),
+                 fresh[:3])
+  return model_config, {p: v for p, v in params.items() if p in shapes}
+
+
+class _PreemptionWatch:
+  """Turns SIGTERM into a flag the loop polls (all processes agree before stopping)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self) -> _PreemptionWatch:
+    if threading.current_thread() is threading.main_thread():  # signals can only be handled there
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame) -> None:
+    del signum, frame
+    logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+    self.requested = True
+
+  def should_stop(self) -> bool:
+    if jax.process_count() == 1:
+      return self.requested
+    return bool(multihost_utils.process_allgather(np.asarray(self.requested)).any())
+
+  def __exit__(self, *exc) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _write_run_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainResult:
+  """Trains (or resumes) per config.train on config.data's train split; evaluates single-view as it goes."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  _write_run_config(config, workdir)
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.log_mesh(mesh)
+  data_cfg = config.data
+  train_iterator = pipeline.make_train_iterator(data_cfg, split="train")
+  class_names = list(train_iterator.source.class_names)
+  batch_size = int(data_cfg.batch_size)
+  if batch_size % int(config.train.grad_accum_steps):
+    raise ValueError(f"data.batch_size={batch_size} is not divisible by train.grad_accum_steps="
+                     f"{config.train.grad_accum_steps}.")
+  steps_per_epoch = max(len(train_iterator.source) // batch_size, 1)
+  if int(config.train.total_steps) > 0:
+    total_steps = int(config.train.total_steps)
+    warmup_steps = int(round(total_steps * float(config.train.warmup_epochs) / max(float(config.train.epochs), 1)))
+  else:
+    total_steps = int(round(float(config.train.epochs) * steps_per_epoch))
+    warmup_steps = int(round(float(config.train.warmup_epochs) * steps_per_epoch))
+  logging.info("%d training videos, %d classes, batch %d: %d steps/epoch, %d steps (%d warm-up)",
+               len(train_iterator.source), len(class_names), batch_size, steps_per_epoch, total_steps, warmup_steps)
+
+  model_config, init_params = load_initial_params(config, model_config_from(config))
+  tx, schedules = optimizer.make_optimizer(config.train, total_steps, warmup_steps)
+  trainable = optimizer.trainable_filter(bool(config.train.train_text))
+  state = train_state.create_train_state(model_config, tx, trainable, mesh, seed=int(config.train.seed),
+                                         init_params=init_params)
+  train_state.log_state(state, trainable)
+  checkpointer = checkpointing.Checkpointer(workdir / "checkpoints", max_to_keep=int(config.checkpoint.keep),
+                                            asynchronous=bool(config.checkpoint.asynchronous))
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    restored, _ = checkpointer.restore(latest, train_state.abstract_train_state(state), train_iterator)
+    state.state = restored
+    logging.info("Resumed from %s at step %d", checkpointer.directory / str(latest), state.step)
+
+  evaluator = Evaluator(train_state.model_graphdef(model_config), mesh)
+  step_config = steps.TrainStepConfig(
+      num_classes=len(class_names), grad_accum_steps=int(config.train.grad_accum_steps),
+      train_text=bool(config.train.train_text), label_smoothing=float(config.train.label_smoothing),
+      mixup=float(config.train.mixup), cutmix=float(config.train.cutmix),
+      mixup_switch_prob=float(config.train.mixup_switch_prob))
+  train_step = jax.jit(steps.make_train_step(state.graphdef, trainable, step_config, schedules),
+                       out_shardings=(state.shardings, sharding.replicated(mesh)), donate_argnums=0)
+  if step_config.train_text:
+    text_inputs = jax.device_put(tokenize(class_names, context_length=model_config.context_length, truncate=True),
+                                 sharding.replicated(mesh))
+  else:  # official FIX_TEXT: class texts encoded once
+    text_inputs = evaluator.text_features(state.state["model"], class_names, model_config.context_length)
+  rng = jax.random.key(int(config.train.seed))
+  eval_every = steps_per_epoch if int(config.eval.every_steps) == 0 else int(config.eval.every_steps)
+  writer = metrics.create_writer(workdir)
+  step = state.step
+  reporter = metrics.ProgressReporter(writer, total_steps=total_steps, clips_per_step=batch_size,
+                                      log_every=int(config.log_every_steps), first_step=step)
+
+  def meta() -> dict[str, Any]:
+    return {"step": step, "total_steps": total_steps, "model_config": model_config.to_dict(),
+            "class_names": class_names, "config": json.loads(config.to_json_best_effort())}
+
+  preempted = False
+  with _PreemptionWatch() as watch, jax.set_mesh(mesh):
+    while step < total_steps:
+      batch = pipeline.global_batch({k: v for k, v in next(train_iterator).items() if k in ("video", "label")},
+                                    mesh)
+      state.state, step_metrics = train_step(state.state, batch, text_inputs, rng)
+      step += 1
+      reporter.update(step, step_metrics, {"bad_videos": train_iterator.bad_videos} if step % max(
+          int(config.log_every_steps), 1) == 0 else None)
+      if watch.should_stop():
+        preempted = True
+        break
+      if eval_every > 0 and step % eval_every == 0 and step < total_steps:
+        reporter.pause()
+        result = evaluator.evaluate(state.state["model"], data_cfg, clips=1, crops=1,
+                                    context_length=model_config.context_length,
+                                    max_batches=int(config.eval.max_batches))
+        writer.write_scalars(step, {"eval/top1": result.top1, "eval/top5": result.top5})
+        logging.info("step %d: single-view eval top-1 %.2f%%, top-5 %.2f%% on %d videos", step, result.top1,
+                     result.top5, result.videos)
+        reporter.resume()
+      if step % int(config.checkpoint.every_steps) == 0 and step < total_steps:
+        reporter.pause()
+        checkpointer.save(step, state.state, train_iterator, meta())
+        reporter.resume()
+    if checkpointer.latest_step() != step:
+      checkpointer.save(step, state.state, train_iterator, meta(), force=True)
+  checkpointer.close()
+  writer.flush()
+  if preempted:
+    logging.warning("Stopped at step %d of %d on SIGTERM; checkpoint saved, rerun the same command to resume.",
+                    step, total_steps)
+  return TrainResult(state=state, model_config=model_config, mesh=mesh, evaluator=evaluator, step=step,
+                     total_steps=total_steps, preempted=preempted, class_names=class_names)
