@@ -19,19 +19,16 @@ import numpy as np
 from flax import nnx
 
 from xclip_jax import pretrained
+from xclip_jax.data import device_ops
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.models.params import model_from_params
 from xclip_jax.models.xclip import XCLIP, VideoFeatures
 from xclip_jax.tokenizer import tokenize
 
-# ImageNet statistics on 0-255 RGB: what the official pipeline (and HF's processor) normalise with.
-IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
-IMAGENET_STD = np.array([58.395, 57.12, 57.375], np.float32)
-
 
 def normalize_frames(frames_uint8: np.ndarray | jax.Array) -> jax.Array:
-  """uint8 RGB frames (..., 3) -> float32 ImageNet-normalised input for the model."""
-  return (jnp.asarray(frames_uint8, jnp.float32) - IMAGENET_MEAN) / IMAGENET_STD
+  """uint8 RGB frames (..., 3) -> float32 input for the model (ImageNet mean/std, as the official code)."""
+  return device_ops.normalize(jnp.asarray(frames_uint8))
 
 
 class InferenceModel:
@@ -84,6 +81,8 @@ def _detect_source(path: pathlib.Path) -> str:
   if path.is_dir():
     if pretrained.is_pretrained_dir(path):
       return "jax"
+    if (path / "checkpoints").is_dir():
+      return "workdir"
     config = path / "config.json"
     if config.is_file():
       try:
@@ -92,7 +91,8 @@ def _detect_source(path: pathlib.Path) -> str:
       except json.JSONDecodeError as error:
         raise ValueError(f"{config} is not valid JSON: {error}") from error
     raise ValueError(f"{path} is neither an xclip_jax model directory (config.json + params.safetensors, written by "
-                     f"scripts/convert_checkpoint.py) nor a HuggingFace XCLIP directory.")
+                     f"scripts/convert_checkpoint.py), a training workdir (checkpoints/), nor a HuggingFace XCLIP "
+                     f"directory.")
   if path.is_file():
     return "xclip" if path.suffix == ".pth" else "openai"
   raise FileNotFoundError(f"No model at {path}.")
@@ -102,7 +102,8 @@ def load_model(path: str | os.PathLike, *, dtype: str | None = None, **overrides
   """Loads a model for inference.
 
   Args:
-    path: an xclip_jax model directory (from scripts/convert_checkpoint.py), or, converted on the fly, a
+    path: an xclip_jax model directory (from scripts/convert_checkpoint.py), a training workdir (its latest
+      checkpoint), or, converted on the fly, a
       HuggingFace XCLIP directory, an official X-CLIP `.pth` or an OpenAI CLIP `.pt` (these need torch).
     dtype: compute dtype ("float32" default, "bfloat16" for speed on accelerators).
     **overrides: run-time `ModelConfig` options such as `attention_implementation="xla"`.
@@ -111,6 +112,9 @@ def load_model(path: str | os.PathLike, *, dtype: str | None = None, **overrides
   source = _detect_source(path)
   if source == "jax":
     config, params = pretrained.load_pretrained(path)
+  elif source == "workdir":
+    from xclip_jax.training.checkpointing import load_model_params
+    config, params = load_model_params(path)
   else:
     from xclip_jax.conversion import import_checkpoint
     config, params, _ = import_checkpoint(source, path)

@@ -26,7 +26,10 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         raise ValueError(f"config argument {key}={raw!r}: expected true or false")
       values[key] = raw.lower() in ("true", "1")
     else:
-      values[key] = kind(raw)
+      try:
+        values[key] = kind(raw)
+      except ValueError:
+        raise ValueError(f"config argument {key}={raw!r}: expected a {kind.__name__}") from None
   return values
 
 

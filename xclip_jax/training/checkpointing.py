@@ -28,17 +28,24 @@ SEPARATOR = "."
 
 
 def _to_flat(state: nnx.State) -> dict[str, Any]:
-  """nnx state -> flat {"model.visual.conv1": array}: string keys Orbax stores the same on every version."""
-  return {SEPARATOR.join(map(str, path)): value for path, value in flatten_dict(nnx.to_pure_dict(state)).items()}
+  """nnx state -> flat {"model.visual.conv1": array}: string keys Orbax stores the same on every version.
+
+  Non-array leaves (optax's MaskedNode placeholders) carry no data and are left out.
+  """
+  return {SEPARATOR.join(map(str, path)): value for path, value in flatten_dict(nnx.to_pure_dict(state)).items()
+          if hasattr(value, "shape")}
 
 
 def _from_flat(flat: dict[str, Any], target: nnx.State) -> nnx.State:
-  paths = {SEPARATOR.join(map(str, path)): path for path in flatten_dict(nnx.to_pure_dict(target))}
-  missing = sorted(set(paths) - set(flat))
+  """Puts restored arrays into a copy of `target` (whose non-array leaves are kept)."""
+  target_flat = flatten_dict(nnx.to_pure_dict(target))
+  keys = {SEPARATOR.join(map(str, path)): path for path, value in target_flat.items() if hasattr(value, "shape")}
+  missing = sorted(set(keys) - set(flat))
   if missing:
     raise ValueError(f"checkpoint lacks {len(missing)} arrays of the training state, e.g. {missing[:5]}")
-  restored = jax.tree.map(lambda x: x, target)  # copy: replace_by_pure_dict works in place
-  nnx.replace_by_pure_dict(restored, unflatten_dict({paths[key]: flat[key] for key in paths}))
+  target_flat.update({path: flat[key] for key, path in keys.items()})
+  restored = jax.tree.map(lambda x: x, target, is_leaf=lambda x: isinstance(x, nnx.Variable))
+  nnx.replace_by_pure_dict(restored, unflatten_dict(target_flat))
   return restored
 
 

@@ -90,8 +90,12 @@ def place_model(model_config: ModelConfig, params: Mapping[Path, np.ndarray], me
 
 def abstract_train_state(train_state: TrainState) -> nnx.State:
   """ShapeDtypeStructs with shardings: the restore target for checkpoints (any device count)."""
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      train_state.state, train_state.shardings)
+  def one(variable: nnx.Variable, sharded: nnx.Variable) -> nnx.Variable:
+    value = variable.get_value()
+    if not hasattr(value, "shape"):  # e.g. optax.MaskedNode placeholders of masked optimizer states
+      return variable
+    return variable.replace(jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharded.get_value()))
+  return jax.tree.map(one, train_state.state, train_state.shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def count_parameters(state: nnx.State, trainable: nnx.filterlib.Filter) -> dict[str, int]:

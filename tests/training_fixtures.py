@@ -1,0 +1,83 @@
+"""A tiny synthetic dataset and run config for the training/evaluation tests (fast on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import ml_collections
+
+from xclip_jax import run_config
+from xclip_jax.data import synthetic
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY_MODEL = dict(image_size=32, patch_size=16, vision_width=64, vision_layers=2, vision_heads=2, vision_mlp_dim=128,
+                  text_width=32, text_layers=1, text_heads=1, text_mlp_dim=64, embed_dim=32, mit_heads=1,
+                  mit_mlp_dim=64, prompt_heads=1)
+FRAMES = 4
+
+
+def make_dataset(directory: pathlib.Path) -> pathlib.Path:
+  """Real H.264 files of the synthetic moving shapes, 32 px, a few per class."""
+  synthetic.generate(str(directory), seed=0, size=32, frames=8, train_per_class=2, val_per_class=1,
+                     zero_shot_per_class=2, few_shot_train_per_class=2, quiet=True)
+  return directory
+
+
+def tiny_config(data_dir: pathlib.Path, **mesh: int) -> ml_collections.ConfigDict:
+  """Supervised training of a tiny X-CLIP for 2 steps on the synthetic data."""
+  c = run_config.base_config()
+  c.protocol = "supervised"
+  c.model.variant = "tiny"
+  c.model.frames = FRAMES
+  c.model.dtype = "float32"
+  c.model.overrides = ml_collections.ConfigDict(TINY_MODEL)
+  c.data.source = "synthetic"
+  c.data.synthetic_dir = str(data_dir)
+  c.data.num_frames = FRAMES
+  c.data.input_size = 32
+  c.data.resize_short = 32
+  c.data.augment.flip = 0.0
+  c.data.batch_size = 8
+  c.data.eval_batch_size = 8
+  c.data.num_workers = 0
+  c.data.seed = 0
+  c.train.total_steps = 2
+  c.train.lr = 1e-3
+  c.train.train_text = True
+  c.train.seed = 0
+  c.eval.every_steps = -1
+  c.eval.final_clips = 1
+  c.eval.final_crops = 1
+  c.checkpoint.every_steps = 1
+  c.log_every_steps = 1
+  c.mesh = ml_collections.ConfigDict(mesh or {"data": -1, "fsdp": 1, "tensor": 1})
+  return c
+
+
+def main_command(config_path: pathlib.Path, workdir: pathlib.Path, *extra: str) -> list[str]:
+  return [sys.executable, "-m", "xclip_jax.main", f"--config={config_path}", f"--workdir={workdir}", *extra]
+
+
+def write_config_file(config: ml_collections.ConfigDict, path: pathlib.Path) -> pathlib.Path:
+  """A config file returning exactly `config` (subprocess runs load configs from files)."""
+  path.write_text("import ml_collections\n\n\ndef get_config(arg=None):\n"
+                  f"  return ml_collections.ConfigDict({config.to_dict()!r})\n")
+  return path
+
+
+def subprocess_env(devices: int = 1) -> dict[str, str]:
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["JAX_PLATFORMS"] = "cpu"
+  env["PYTHONPATH"] = str(REPO)
+  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  return env
+
+
+def run_main(config_file: pathlib.Path, workdir: pathlib.Path, *extra: str, devices: int = 1,
+             timeout: int = 600) -> subprocess.CompletedProcess:
+  return subprocess.run(main_command(config_file, workdir, *extra), cwd=REPO, env=subprocess_env(devices),
+                        capture_output=True, text=True, timeout=timeout, check=False)
