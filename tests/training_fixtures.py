@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import ml_collections
 
@@ -74,6 +75,10 @@ def subprocess_env(devices: int = 1) -> dict[str, str]:
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHONPATH"] = str(REPO)
   env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  # Subprocesses of one test compile the same programs: share them through JAX's persistent cache.
+  env["JAX_COMPILATION_CACHE_DIR"] = str(pathlib.Path(tempfile.gettempdir()) / "xclip_jax_test_compilation_cache")
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
   return env
 
 

@@ -1,0 +1,230 @@
+"""Decoding only the frames a clip needs, with PyAV (default) or decord (optional, if installed).
+
+`read_frames(source, pick, backend=...)` opens a video (path or encoded bytes), asks `pick(num_frames)`
+for the frame indices, decodes those frames and returns them as uint8 RGB (n, H, W, 3), optionally
+resized so that the short side is `short_side` (the official first transform, "Resize short side to 256";
+each distinct frame is resized once, before duplicates are expanded).
+
+Frame index = position in presentation order, as decord's `VideoReader[i]` (the official decoder).
+PyAV decodes forward from the start, seeking to the keyframe before a needed frame when that frame is far
+ahead (constant-frame-rate streams only; otherwise it decodes sequentially), and converts to RGB only the
+frames it keeps. Every failure (missing, unreadable, corrupt, truncated, no video stream) raises
+`VideoDecodeError` naming the video, so the pipeline can log, count and replace it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from fractions import Fraction
+
+import numpy as np
+
+BACKENDS = ("pyav", "decord")
+
+
+class VideoDecodeError(RuntimeError):
+  """A video could not be decoded; `path` says which, `reason` why."""
+
+  def __init__(self, path: str, reason: str):
+    super().__init__(f"{path}: {reason}")
+    self.path = path
+    self.reason = reason
+
+
+def decord_available() -> bool:
+  """Whether the optional decord backend can be imported."""
+  try:
+    import decord  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def _resized_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
+  """(h, w) with the short side scaled to `short_side`, keeping aspect (mmcv `rescale_size` rounding)."""
+  if not short_side or min(height, width) == short_side:
+    return height, width
+  scale = short_side / min(height, width)
+  return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def _resize_frame(frame: np.ndarray, short_side: int | None) -> np.ndarray:
+  """Bilinear short-side resize of one RGB frame with PIL (the official mmcv Resize, aspect kept)."""
+  h, w = _resized_size(frame.shape[0], frame.shape[1], short_side)
+  if (h, w) == frame.shape[:2]:
+    return frame
+  from PIL import Image
+
+  return np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR))
+
+
+def _pick_checked(pick: Callable[[int], np.ndarray], num_frames: int, name: str) -> np.ndarray:
+  indices = np.asarray(pick(num_frames), dtype=np.int64).reshape(-1)
+  if indices.size and (indices.min() < 0 or indices.max() >= num_frames):
+    raise VideoDecodeError(name, f"sampler asked for frames outside [0, {num_frames})")
+  return indices
+
+
+def read_frames(source: str | bytes, pick: Callable[[int], np.ndarray], *, backend: str = "pyav",
+                threads: int = 1, short_side: int | None = None, name: str | None = None,
+                min_frames: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
+  """Decodes the frames chosen by `pick`.
+
+  Args:
+    source: a file path, or the encoded video bytes (ArrayRecord shards).
+    pick: called with the video's frame count, returns the wanted indices (any shape, repeats allowed).
+    backend: "pyav" or "decord".
+    threads: decoder threads (1 when many worker processes decode in parallel).
+    short_side: if set, frames are resized (bilinear) so that their short side has this length.
+    name: how to name the video in errors (defaults to the path).
+    min_frames: videos with fewer frames raise `VideoDecodeError` (too short).
+
+  Returns:
+    frames uint8 (n, H, W, 3) in the order of the flattened indices, the indices, the frame count.
+  """
+  name = name or (source if isinstance(source, str) else "<bytes>")
+  if isinstance(source, str) and not os.path.exists(source):
+    raise VideoDecodeError(name, "file not found")
+  if backend == "pyav":
+    return _read_pyav(source, pick, threads=threads, short_side=short_side, name=name, min_frames=min_frames)
+  if backend == "decord":
+    return _read_decord(source, pick, threads=threads, short_side=short_side, name=name, min_frames=min_frames)
+  raise ValueError(f"unknown decode backend {backend!r}; choose one of {BACKENDS}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PyAV
+
+
+def _read_pyav(source, pick, *, threads, short_side, name, min_frames):
+  import av  # Imported here so that workers that never decode with PyAV do not pay for it.
+
+  try:
+    container = av.open(io.BytesIO(source) if isinstance(source, bytes) else source, mode="r")
+  except (av.error.FFmpegError, OSError, ValueError) as e:
+    raise VideoDecodeError(name, f"cannot open: {e}") from e
+  try:
+    if not container.streams.video:
+      raise VideoDecodeError(name, "no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO" if threads > 1 else "SLICE"
+    stream.codec_context.thread_count = max(int(threads), 1)
+    num_frames = int(stream.frames or 0)
+    if num_frames <= 0:  # Containers without a frame count (some webm/mkv/avi): count packets, then rewind.
+      num_frames = sum(1 for p in container.demux(stream) if p.size)
+      container.seek(0, stream=stream)
+    if num_frames < max(min_frames, 1):
+      raise VideoDecodeError(name, f"too short: {num_frames} frames (need at least {max(min_frames, 1)})")
+    indices = _pick_checked(pick, num_frames, name)
+    wanted = np.unique(indices)
+    got = _decode_wanted(container, stream, wanted, short_side, name, num_frames)
+    frames = np.stack([got[int(i)] for i in indices]) if indices.size else np.zeros((0, 1, 1, 3), np.uint8)
+    return frames, indices, num_frames
+  except VideoDecodeError:
+    raise
+  except (av.error.FFmpegError, OSError, ValueError, EOFError) as e:
+    raise VideoDecodeError(name, f"corrupt or unreadable: {type(e).__name__}: {e}") from e
+  finally:
+    container.close()
+
+
+def _frame_rate(stream) -> Fraction | None:
+  rate = stream.average_rate or stream.guessed_rate
+  return Fraction(rate) if rate else None
+
+
+def _decode_wanted(container, stream, wanted: np.ndarray, short_side, name, num_frames) -> dict[int, np.ndarray]:
+  """Decodes forward, converting only wanted frames; seeks ahead over long gaps on CFR streams."""
+  out: dict[int, np.ndarray] = {}
+  if wanted.size == 0:
+    return out
+  rate, tb = _frame_rate(stream), stream.time_base
+  start_pts = stream.start_time or 0
+  can_seek = rate is not None and tb is not None
+  # Jumping ahead pays only when the gap is much longer than what a seek decodes from the keyframe; keyframe
+  # spacing is unknown up front, so only gaps longer than ~2 s (or 60 frames) trigger a seek.
+  seek_gap = max(60, int(2 * rate)) if can_seek else None
+  target_pos = 0  # Position in `wanted` of the next frame to keep.
+
+  def to_rgb(frame):
+    return _resize_frame(frame.to_ndarray(format="rgb24"), short_side)
+
+  def frames_from(index_of):
+    """Yields (index, frame) decoding from the current container position; index from `index_of`."""
+    for frame in container.decode(stream):
+      yield index_of(frame), frame
+
+  # Sequential counting is exact for any stream; pts-derived indices are used only after a seek.
+  counter = iter(range(1 << 62))
+  seq_index = lambda frame: next(counter)
+
+  def pts_index(frame):
+    if frame.pts is None:
+      raise VideoDecodeError(name, "frame without timestamp after seek")
+    return int(round(float((frame.pts - start_pts) * tb * rate)))
+
+  index_of = seq_index
+  gen = frames_from(index_of)
+  last = -1
+  just_sought = False
+  while target_pos < wanted.size:
+    target = int(wanted[target_pos])
+    if seek_gap is not None and target - last > seek_gap:
+      # Seek to the keyframe at or before the target and switch to pts-derived indices.
+      container.seek(int(start_pts + target / rate / tb), stream=stream, backward=True, any_frame=False)
+      index_of = pts_index
+      gen = frames_from(index_of)
+      just_sought = True
+    try:
+      idx, frame = next(gen)
+    except StopIteration:
+      raise VideoDecodeError(name, f"truncated: container says {num_frames} frames, decoding stopped before "
+                                   f"frame {target}") from None
+    if just_sought:
+      just_sought = False
+      if idx <= last:  # The keyframe is not ahead of where we were: keyframes are sparse, stop seeking.
+        seek_gap = None
+    last = idx
+    if idx > target:
+      if index_of is pts_index:  # Overshot after a seek (timestamps do not map to indices): restart plainly.
+        container.seek(0, stream=stream)
+        counter = iter(range(1 << 62))
+        index_of = seq_index
+        seek_gap = None
+        gen = frames_from(index_of)
+        last = -1
+        continue
+      raise VideoDecodeError(name, f"frame {target} missing from the decoded sequence")
+    while target_pos < wanted.size and int(wanted[target_pos]) == idx:
+      out[idx] = to_rgb(frame)
+      target_pos += 1
+  return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# decord (optional)
+
+
+def _read_decord(source, pick, *, threads, short_side, name, min_frames):
+  try:
+    import decord
+  except ImportError as e:
+    raise ImportError("decode_backend='decord' needs `pip install decord`") from e
+  kwargs = {"num_threads": max(int(threads), 1)}
+  try:
+    reader = decord.VideoReader(io.BytesIO(source) if isinstance(source, bytes) else source, **kwargs)
+    num_frames = len(reader)
+    if num_frames < max(min_frames, 1):
+      raise VideoDecodeError(name, f"too short: {num_frames} frames (need at least {max(min_frames, 1)})")
+    indices = _pick_checked(pick, num_frames, name)
+    wanted = np.unique(indices)
+    batch = reader.get_batch(wanted.tolist()).asnumpy()
+    resized = {int(i): _resize_frame(batch[k], short_side) for k, i in enumerate(wanted)}
+    frames = np.stack([resized[int(i)] for i in indices])
+    return frames, indices, num_frames
+  except VideoDecodeError:
+    raise
+  except (decord.DECORDError, RuntimeError, OSError, ValueError, IndexError) as e:
+    raise VideoDecodeError(name, f"corrupt or unreadable (decord): {type(e).__name__}: {e}") from e

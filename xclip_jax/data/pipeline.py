@@ -1,0 +1,304 @@
+"""grain pipelines that feed a device mesh: training (infinite, resumable) and evaluation (one exact pass).
+
+Interfaces used by the training code:
+
+* `make_train_iterator(data_cfg, *, split="train", seed)` -> `TrainIterator`, an infinite iterator of
+  per-process numpy batches {"video": uint8 (b, T, H, W, 3), "label": int32 (b,), "index": int32 (b,)},
+  b = data.batch_size // jax.process_count(). Each process reads its own disjoint part of the data
+  (`source.host_indices`), shuffles it with `seed` (re-shuffled every epoch), decodes + augments in
+  `data.num_workers` grain worker processes (whole batches are built in the workers) and is deterministic
+  for a seed whatever the worker count. `get_state()/set_state()` give exact resume; the iterator is a
+  `grain.DatasetIterator`, so `grain.checkpoint.CheckpointSave/CheckpointRestore` work with Orbax.
+  Bad videos (missing, corrupt, truncated, too short) are logged with their path, replaced by a random
+  other video of the host's part, and counted: `it.bad_videos` (total, kept in the state) and
+  `it.recent_bad` (last (index, name) pairs seen in this process).
+* `make_eval_iterator(data_cfg, *, split="val", clips=None, crops=None)` -> `EvalIterator`, one pass of
+  {"video": uint8 (b, V, T, H, W, 3) with V = crops x clips, crop-major (official layout: view
+  v = crop * clips + clip), "label", "index" int32 (b,), "valid" bool (False on padding rows of the last
+  batch), "decode_ok" bool (False: the video failed to decode; a valid row to count as an error)}.
+  Every process yields the same number of batches (padding), so multi-host evaluation stays in lockstep.
+  Count accuracy over valid rows: correct = valid & decode_ok & (pred == label); denominator = valid.sum().
+* `global_batch(local_batch, mesh, batch_axes=("data", "fsdp"))` -> dict of global `jax.Array`s built
+  with `jax.make_array_from_process_local_data`, batch dimension sharded over the mesh axes present.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+from xclip_jax.data import config as config_lib
+from xclip_jax.data import sampling, sources, transforms
+from xclip_jax.data.decode import VideoDecodeError
+
+log = logging.getLogger(__name__)
+
+
+def process_info() -> tuple[int, int]:
+  """(process_index, process_count) from JAX (1 process if JAX's distributed runtime is not used)."""
+  import jax
+
+  return jax.process_index(), jax.process_count()
+
+
+def _record_bad(path: str, reason: str, log_file: str) -> None:
+  log.warning("bad video replaced/counted: %s: %s", path, reason)
+  if log_file:
+    with open(log_file, "a", encoding="utf-8") as f:  # One short O_APPEND write per line: safe across workers.
+      f.write(f"{path}\t{reason}\n")
+
+
+class _ClipReader:
+  """Decodes + samples + transforms one video; picklable (runs in grain worker processes)."""
+
+  def __init__(self, source, host_indices: np.ndarray, cfg, train: bool, clips: int = 1, crops: int = 1):
+    self.source = source
+    self.host_indices = np.asarray(host_indices, dtype=np.int64)
+    self.train = train
+    self.clips, self.crops = clips, crops
+    self.t = int(cfg.num_frames)
+    self.size = int(cfg.input_size)
+    self.short = config_lib.short_side(cfg)
+    self.mode = cfg.sampling
+    self.interval = int(cfg.dense_frame_interval)
+    self.multiview = cfg.multiview_sampling
+    self.aug = dict(cfg.augment)
+    self.backend, self.threads = cfg.decode_backend, int(cfg.decode_threads)
+    self.min_frames = int(cfg.min_video_frames)
+    self.max_retries = int(cfg.max_bad_retries)
+    self.bad_log = cfg.bad_video_log
+    self.seed = int(cfg.seed)
+
+  def _decode_short(self) -> int:
+    # Frames come out of the decoder with the short side the first transform wants.
+    return self.size if (not self.train and self.crops == 3) else self.short
+
+  def train_example(self, pos: int, rng: np.random.Generator) -> dict[str, Any]:
+    """Training clip for host position `pos`; a bad video is replaced by a random other one."""
+    n_bad, first_bad = 0, -1
+    errors = []
+    for _ in range(self.max_retries + 1):
+      item = None
+      try:
+        item = self.source[int(self.host_indices[pos])]
+        frames, _, _ = sources.load_frames(
+            item, lambda n: sampling.clip_indices(n, self.t, mode=self.mode, train=True, rng=rng,
+                                                  interval=self.interval),
+            backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames)
+      except VideoDecodeError as e:
+        first_bad = int(self.host_indices[pos]) if first_bad < 0 else first_bad
+        n_bad += 1
+        errors.append(str(e))
+        _record_bad(e.path, e.reason, self.bad_log)
+        pos = int(rng.integers(len(self.host_indices)))
+        continue
+      a = self.aug
+      video = transforms.train_clip(
+          frames, rng, input_size=self.size, short=self.short, scales=tuple(a["scales"]),
+          max_wh_scale_gap=int(a["max_wh_scale_gap"]), flip=a["flip"], color_jitter_p=a["color_jitter"],
+          brightness=a["brightness"], contrast=a["contrast"], saturation=a["saturation"], hue=a["hue"],
+          gray_scale=a["gray_scale"])
+      return {"video": video, "label": np.int32(item.label), "index": np.int32(item.index), "n_bad": np.int32(n_bad),
+              "bad_index": np.int32(first_bad)}
+    raise RuntimeError(f"{self.max_retries + 1} videos in a row failed to decode; last errors: {errors[-3:]}")
+
+  def eval_example(self, pos: int) -> dict[str, Any]:
+    """All views of the video at host position `pos` (padding row past the end)."""
+    v = self.clips * self.crops
+    shape = (v, self.t, self.size, self.size, 3)
+    if pos >= len(self.host_indices):
+      return {"video": np.zeros(shape, np.uint8), "label": np.int32(-1), "index": np.int32(-1),
+              "valid": np.bool_(False), "decode_ok": np.bool_(False)}
+    index = int(self.host_indices[pos])
+    # Official multi-clip evaluation samples clips at random; seed them per video for repeatable numbers.
+    rng = np.random.default_rng([self.seed, index])
+    label = -1
+    try:
+      item = self.source[index]
+      label = item.label
+      frames, _, _ = sources.load_frames(
+          item, lambda n: sampling.multiview_indices(n, self.t, self.clips, mode=self.mode, multiview=self.multiview,
+                                                     rng=rng, interval=self.interval),
+          backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames)
+      video = transforms.test_views(frames, clips=self.clips, crops=self.crops, input_size=self.size,
+                                    short=self.short)
+      ok = True
+    except VideoDecodeError as e:
+      _record_bad(e.path, e.reason, self.bad_log)
+      video, ok = np.zeros(shape, np.uint8), False
+      if label < 0:  # The record itself was unreadable: its label is unknown, keep the row (counted wrong).
+        label = 0
+    return {"video": video, "label": np.int32(label), "index": np.int32(index), "valid": np.bool_(True),
+            "decode_ok": np.bool_(ok)}
+
+
+class _TrainMap:
+  def __init__(self, reader: _ClipReader):
+    self.reader = reader
+
+  def __call__(self, pos, rng: np.random.Generator):
+    return self.reader.train_example(int(pos), rng)
+
+
+class _EvalMap:
+  def __init__(self, reader: _ClipReader):
+    self.reader = reader
+
+  def __call__(self, pos):
+    return self.reader.eval_example(int(pos))
+
+
+def _local_batch(global_batch: int, process_count: int, what: str) -> int:
+  if global_batch % process_count:
+    raise ValueError(f"{what}={global_batch} is not divisible by the {process_count} processes")
+  return global_batch // process_count
+
+
+def _to_iter(ds: grain.MapDataset, cfg) -> grain.IterDataset:
+  # grain's default ReadOptions (16 threads, 500 buffered elements) would run 16 decoders per worker and
+  # buffer up to 500 *batches* of decoded video per worker; keep both explicit and small.
+  read = grain.ReadOptions(num_threads=max(int(cfg.read_threads), 1), prefetch_buffer_size=max(int(cfg.prefetch), 1))
+  it = ds.to_iter_dataset(read)
+  if int(cfg.num_workers) > 0:
+    # grain's worker processes read absl flags; outside `absl.app.run` (tests, notebooks) use their defaults.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(cfg.num_workers),
+                                                     per_worker_buffer_size=max(int(cfg.prefetch), 1)))
+  return it
+
+
+class TrainIterator(grain.DatasetIterator):
+  """Per-process training batches; counts replaced bad videos; state = grain state + the count."""
+
+  def __init__(self, inner: grain.DatasetIterator, source, local_batch: int):
+    super().__init__(inner)
+    self._inner = inner
+    self.source = source
+    self.local_batch = local_batch
+    self.bad_videos = 0
+    self.recent_bad: list[tuple[int, str]] = []
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batch = dict(next(self._inner))
+    n_bad = batch.pop("n_bad")
+    bad_index = batch.pop("bad_index")
+    if n_bad.any():
+      self.recent_bad.extend((int(i), self.source.name(int(i))) for i in bad_index[bad_index >= 0])
+      del self.recent_bad[:-100]
+      self.bad_videos += int(n_bad.sum())
+      log.warning("%d bad videos replaced in this batch (%d so far on this process), e.g. %s",
+                  int(n_bad.sum()), self.bad_videos, self.recent_bad[-1][1])
+    return batch
+
+  def get_state(self) -> dict[str, Any]:
+    return {"grain": self._inner.get_state(), "bad_videos": self.bad_videos}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._inner.set_state(state["grain"])
+    self.bad_videos = int(state.get("bad_videos", 0))
+
+
+def make_train_iterator(data_cfg, *, split: str = "train", seed: int | None = None,
+                        process_index: int | None = None, process_count: int | None = None) -> TrainIterator:
+  """Infinite, resumable iterator of this process's training batches (see the module docstring).
+
+  Args:
+    data_cfg: the data config block (`xclip_jax.data.config.data_config`).
+    split: which split to train on.
+    seed: shuffling/augmentation seed (default `data_cfg.seed`).
+    process_index, process_count: override JAX's (tests, offline tools).
+  """
+  config_lib.validate(data_cfg)
+  seed = int(data_cfg.seed if seed is None else seed)
+  if process_index is None or process_count is None:
+    process_index, process_count = process_info()
+  local_b = _local_batch(int(data_cfg.batch_size), process_count, "data.batch_size")
+  source = sources.make_source(data_cfg, split)
+  host = source.host_indices(process_index, process_count)
+  if len(host) < local_b:
+    raise ValueError(f"process {process_index} has {len(host)} videos, fewer than its batch of {local_b}")
+  cfg = data_cfg.copy_and_resolve_references()
+  cfg.seed = seed
+  reader = _ClipReader(source, host, cfg, train=True)
+  ds = grain.MapDataset.range(len(host)).shuffle(seed=seed).repeat(None)
+  ds = ds.random_map(_TrainMap(reader), seed=seed).batch(local_b, drop_remainder=True)
+  return TrainIterator(iter(_to_iter(ds, data_cfg)), source, local_b)
+
+
+class EvalIterator:
+  """One pass of evaluation batches; records which videos failed to decode (index, name)."""
+
+  def __init__(self, inner, source, num_batches: int, num_videos: int):
+    self._inner = inner
+    self.source = source
+    self.num_batches = num_batches  # Same on every process.
+    self.num_videos = num_videos  # Videos of this process (valid rows it will yield).
+    self.decode_failures: list[tuple[int, str]] = []
+
+  def __iter__(self):
+    return self
+
+  def __len__(self) -> int:
+    return self.num_batches
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batch = next(self._inner)
+    failed = batch["valid"] & ~batch["decode_ok"]
+    for i in batch["index"][failed]:
+      self.decode_failures.append((int(i), self.source.name(int(i))))
+    return batch
+
+
+def make_eval_iterator(data_cfg, *, split: str = "val", clips: int | None = None, crops: int | None = None,
+                       process_index: int | None = None, process_count: int | None = None) -> EvalIterator:
+  """One pass over this process's part of `split` with all views per video (see the module docstring)."""
+  config_lib.validate(data_cfg)
+  clips = int(data_cfg.test_clips if clips is None else clips)
+  crops = int(data_cfg.test_crops if crops is None else crops)
+  if crops not in (1, 3) or clips < 1:
+    raise ValueError(f"clips must be >= 1 and crops 1 or 3, got {clips}, {crops}")
+  if process_index is None or process_count is None:
+    process_index, process_count = process_info()
+  local_b = _local_batch(int(data_cfg.eval_batch_size), process_count, "data.eval_batch_size")
+  source = sources.make_source(data_cfg, split)
+  host = source.host_indices(process_index, process_count)
+  longest = max(len(source.host_indices(p, process_count)) for p in range(process_count))
+  num_batches = max(math.ceil(longest / local_b), 1)
+  reader = _ClipReader(source, host, data_cfg, train=False, clips=clips, crops=crops)
+  ds = grain.MapDataset.range(num_batches * local_b).map(_EvalMap(reader)).batch(local_b)
+  return EvalIterator(iter(_to_iter(ds, data_cfg)), source, num_batches, len(host))
+
+
+def global_batch(local_batch: dict[str, np.ndarray], mesh, batch_axes: Sequence[str] = ("data", "fsdp")):
+  """Assembles per-process batches into global arrays, batch dimension sharded over `batch_axes`.
+
+  Axes missing from the mesh are ignored; other dimensions are replicated.
+  """
+  import jax
+  from jax.sharding import NamedSharding, PartitionSpec
+
+  axes = tuple(a for a in batch_axes if a in mesh.axis_names)
+  spec = PartitionSpec(axes if axes else None)
+  sharding = NamedSharding(mesh, spec)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
+
+
+def describe_batch(batch: dict[str, np.ndarray]) -> dict[str, Any]:
+  """Shapes, dtypes and pixel statistics of a batch (preview and logs)."""
+  video = batch["video"]
+  flat = video.reshape(-1, 3).astype(np.float64)
+  out = {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()}
+  out["pixel_mean_rgb"] = [round(float(x), 2) for x in flat.mean(0)]
+  out["pixel_std_rgb"] = [round(float(x), 2) for x in flat.std(0)]
+  out["labels"] = np.bincount(batch["label"][batch["label"] >= 0]).nonzero()[0].tolist()
+  return out
+
+
