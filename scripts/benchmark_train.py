@@ -114,8 +114,8 @@ def main() -> None:
   print(f"  warm-up (compile + {args.warmup} steps): {compile_seconds:.1f} s")
   print(f"  step time {seconds * 1e3:.1f} ms | {args.batch / seconds:.1f} clips/s | "
         f"{args.batch / seconds / devices:.1f} clips/s/device")
-  print(f"  model FLOPs/step {flops / 1e12:.2f} TFLOP | {per_device:.2f} TFLOP/s/device | "
-        + (f"MFU {100 * per_device / peak:.1f}% of {peak:.0f} TFLOP/s" if peak else "MFU: unknown peak (--peak-tflops)"))
+  mfu = f"MFU {100 * per_device / peak:.1f}% of {peak:.0f} TFLOP/s" if peak else "MFU: unknown peak (--peak-tflops)"
+  print(f"  model FLOPs/step {flops / 1e12:.2f} TFLOP | {per_device:.2f} TFLOP/s/device | {mfu}")
   stats = jax.devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
     print(f"  peak device memory {stats['peak_bytes_in_use'] / 2**30:.2f} GiB (device 0)")

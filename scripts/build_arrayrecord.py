@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
+from xclip_jax import atomic_io
 from xclip_jax.data import labels, sources
 
 
@@ -47,13 +46,9 @@ def build(list_path: str, root: str, class_csv: str, out: str, *, prefix: str = 
   if len(present) < num_shards:
     raise ValueError(f"{len(present)} videos cannot fill {num_shards} shards")
   out = os.path.abspath(out)
-  if os.path.isdir(out) and os.listdir(out) and not overwrite:
-    raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-  parent = os.path.dirname(out)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".tmp-", dir=parent)
   started = time.time()
-  try:
+  with atomic_io.atomic_directory(out, overwrite=overwrite) as staging:
+    tmp = str(staging)
     shard_files = []
     total_bytes = 0
     bounds = [len(present) * s // num_shards for s in range(num_shards + 1)]
@@ -78,18 +73,6 @@ def build(list_path: str, root: str, class_csv: str, out: str, *, prefix: str = 
                 "num_classes": len(names), "seconds": round(time.time() - started, 2)}
     with open(os.path.join(tmp, f"{prefix}_manifest.json"), "w", encoding="utf-8") as f:
       json.dump(manifest, f, indent=2)
-    if os.path.exists(out):
-      if not overwrite and os.listdir(out):  # Re-checked: someone may have written meanwhile.
-        raise FileExistsError(f"{out} appeared while building; not overwriting")
-      old = tempfile.mkdtemp(prefix=os.path.basename(out) + ".old-", dir=parent)
-      os.rename(out, os.path.join(old, "data"))
-      os.rename(tmp, out)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(tmp, out)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return manifest
 
 

@@ -6,19 +6,17 @@ neither torch nor pickle, and the directory is written atomically: a failed writ
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from xclip_jax.atomic_io import atomic_directory
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.models.params import Path
 
@@ -34,32 +32,6 @@ def _key(path: Path) -> str:
 
 def _path(key: str) -> Path:
   return tuple(int(part) if part.isdigit() else part for part in key.split("/"))
-
-
-@contextlib.contextmanager
-def atomic_directory(output: str | os.PathLike, overwrite: bool = False) -> Iterator[pathlib.Path]:
-  """Yields a temporary sibling directory that replaces `output` only if the block succeeds.
-
-  An existing `output` is kept unless `overwrite`; even then it is only removed after the new
-  directory is complete.
-  """
-  output = pathlib.Path(output)
-  if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
-    raise FileExistsError(f"{output} already exists and is not empty; pass overwrite=True (--overwrite) to replace it.")
-  output.parent.mkdir(parents=True, exist_ok=True)
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-  try:
-    yield staging
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
-  backup = None
-  if output.exists():
-    backup = output.with_name(f".{output.name}.old-{os.getpid()}")
-    output.rename(backup)
-  staging.rename(output)
-  if backup is not None:
-    shutil.rmtree(backup) if backup.is_dir() else backup.unlink()
 
 
 def save_pretrained(output: str | os.PathLike, config: ModelConfig, params: Mapping[Path, np.ndarray], *,

@@ -17,6 +17,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from xclip_jax import pretrained
+from xclip_jax.atomic_io import atomic_directory
 from xclip_jax.conversion import hf, official, torch_io
 from xclip_jax.conversion.rules import ConversionError, apply_rules, invert_rules
 from xclip_jax.models.config import ModelConfig
@@ -136,7 +137,7 @@ def export_checkpoint(target: str, config: ModelConfig, params: Mapping[Path, np
   if target == "hf":
     hf_config = hf.config_to_hf(config)
     state = invert_rules(params, hf.hf_rules(config))
-    with pretrained.atomic_directory(output, overwrite=overwrite) as staging:
+    with atomic_directory(output, overwrite=overwrite) as staging:
       (staging / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
       save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
     return output

@@ -28,13 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
 
+from xclip_jax import atomic_io
 from xclip_jax.data import labels
 
 SHAPES = ("circle", "square", "triangle", "cross")
@@ -164,15 +163,9 @@ def generate(out: str, *, seed: int = 0, size: int = 64, frames: int = 16, fps: 
   if frames < 2:
     raise ValueError(f"--frames must be >= 2, got {frames}")
   out = os.path.abspath(out)
-  if os.path.isdir(out) and os.listdir(out) and not overwrite:
-    raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-  if os.path.exists(out) and not os.path.isdir(out):
-    raise FileExistsError(f"{out} exists and is not a folder")
-  parent = os.path.dirname(out)
-  os.makedirs(parent, exist_ok=True)
   started = time.time()
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".tmp-", dir=parent)
-  try:
+  with atomic_io.atomic_directory(out, overwrite=overwrite) as staging:
+    tmp = str(staging)
     names = tasks()
     plan = {
         "supervised": {"train": train_per_class, "val": val_per_class},
@@ -208,16 +201,6 @@ def generate(out: str, *, seed: int = 0, size: int = 64, frames: int = 16, fps: 
     }
     with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
       json.dump(manifest, f, indent=2)
-    if os.path.exists(out):  # --overwrite: swap in the new folder, then drop the old one.
-      old = tempfile.mkdtemp(prefix=os.path.basename(out) + ".old-", dir=parent)
-      os.rename(out, os.path.join(old, "data"))
-      os.rename(tmp, out)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(tmp, out)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   if not quiet:
     print(f"wrote {sum(counts.values())} videos ({', '.join(f'{k} {v}' for k, v in counts.items())}) to {out} "
           f"in {manifest['seconds']:.1f} s")
