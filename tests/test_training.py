@@ -96,8 +96,13 @@ def test_bad_configuration_is_named(dataset, tmp_path):
 
 
 def test_gradient_accumulation_matches_one_big_batch():
-  """2 micro-batches of 4 give the loss, gradient and update of one batch of 8 (no mixup: separable loss)."""
+  """2 micro-batches of 4 give the loss, gradient and update of one batch of 8 (no mixup: separable loss).
+
+  Plain SGD with unit learning rate makes each parameter's update its gradient, so the updates are compared
+  directly; AdamW's first step (~lr * sign(g)) would magnify rounding differences where a gradient is ~0.
+  """
   import jax.numpy as jnp
+  import optax
 
   from xclip_jax import sharding
   from xclip_jax.models.config import variant_config
@@ -111,21 +116,25 @@ def test_gradient_accumulation_matches_one_big_batch():
   batch = {"video": rng.integers(0, 256, (8, training_fixtures.FRAMES, 32, 32, 3), dtype=np.uint8),
            "label": rng.integers(0, 3, (8,)).astype(np.int32)}
   tokens = jnp.asarray(tokenize(["a circle", "a square", "a cross"]))
-  results = []  # (metrics, parameters after the step) per accumulation
+  results = []  # (metrics, parameter updates of the step) per accumulation
   for accumulation in (1, 2):
-    tx, schedules = optimizer.make_optimizer(config.train, total_steps=10, warmup_steps=0)
+    _, schedules = optimizer.make_optimizer(config.train, total_steps=10, warmup_steps=0)
     trainable = optimizer.trainable_filter(True)
-    state = train_state.create_train_state(model_config, tx, trainable, mesh, seed=0)
+    state = train_state.create_train_state(model_config, optax.sgd(1.0), trainable, mesh, seed=0)
+    before = flatten_dict(jax.device_get(nnx.to_pure_dict(state.state["model"])))
     step_config = steps.TrainStepConfig(num_classes=3, grad_accum_steps=accumulation, train_text=True, mixup=0.0)
     step = jax.jit(steps.make_train_step(state.graphdef, trainable, step_config, schedules))
     with jax.set_mesh(mesh):
       new_state, metrics = step(state.state, batch, tokens, jax.random.key(0))
-    results.append((jax.device_get(metrics), flatten_dict(nnx.to_pure_dict(new_state["model"]))))
-  (metrics1, params1), (metrics2, params2) = results
+    after = flatten_dict(jax.device_get(nnx.to_pure_dict(new_state["model"])))
+    results.append((jax.device_get(metrics), {p: np.asarray(after[p]) - np.asarray(before[p]) for p in before}))
+  (metrics1, updates1), (metrics2, updates2) = results
   print({k: (float(metrics1[k]), float(metrics2[k])) for k in ("loss", "grad_norm")})
   assert float(metrics1["grad_norm"]) > 0
   np.testing.assert_allclose(metrics2["loss"], metrics1["loss"], rtol=1e-5)
   np.testing.assert_allclose(metrics2["grad_norm"], metrics1["grad_norm"], rtol=1e-4)
-  # AdamW's first update is ~lr * sign(g): parameters agree except where a gradient entry is ~0.
-  close = [np.mean(np.abs(np.asarray(params1[p]) - np.asarray(params2[p])) < 1e-6) for p in params1]
-  assert np.mean(close) > 0.99
+  total = np.sqrt(sum(np.sum(u**2) for u in updates1.values()))
+  assert total > 0
+  for path, update in updates1.items():
+    error = np.linalg.norm(updates2[path] - update)
+    assert error <= 1e-4 * np.linalg.norm(update) + 1e-6 * total, (path, error, np.linalg.norm(update))
