@@ -46,11 +46,13 @@ def _centroid(frame, background):
   return xs.mean(), ys.mean()
 
 
-def test_motion_follows_the_class_name():
+@pytest.mark.parametrize("style", synthetic.STYLES)
+def test_motion_follows_the_class_name(style):
   rng = np.random.default_rng(0)
   for motion in range(len(synthetic.MOTIONS)):
     for shape in range(len(synthetic.SHAPES)):
-      frames = synthetic.render(shape, motion, np.random.default_rng(rng.integers(1 << 30)), 64, 8).astype(int)
+      frames = synthetic.render(shape, motion, np.random.default_rng(rng.integers(1 << 30)), 64, 8,
+                                style).astype(int)
       name = synthetic.MOTIONS[motion]
       if name.startswith("moving"):
         # Background = per-pixel temporal median (a moving shape covers each pixel only briefly).
@@ -66,6 +68,17 @@ def test_motion_follows_the_class_name():
         closer_last = np.abs(frames[-1][changed] - fg).sum(-1).mean() < np.abs(frames[0][changed] - fg).sum(-1).mean()
         ok = closer_last if name == "growing" else not closer_last
       assert ok, (synthetic.SHAPES[shape], name)
+
+
+def test_plain_style_has_a_flat_background_and_unknown_styles_fail():
+  def most_common_colour_share(frame):
+    _, counts = np.unique(frame.reshape(-1, 3), axis=0, return_counts=True)
+    return counts.max() / counts.sum()
+
+  assert most_common_colour_share(synthetic.render(0, 0, np.random.default_rng(0), 32, 8, "plain")[0]) > 0.5
+  assert most_common_colour_share(synthetic.render(0, 0, np.random.default_rng(0), 32, 8, "textured")[0]) < 0.1
+  with pytest.raises(ValueError, match="style"):
+    synthetic.render(0, 0, np.random.default_rng(0), 32, 8, "noisy")
 
 
 def test_same_seed_same_content_and_refuses_overwrite(data, tmp_path):

@@ -205,6 +205,10 @@ class TrainIterator(grain.DatasetIterator):
     self._inner.set_state(state["grain"])
     self.bad_videos = int(state.get("bad_videos", 0))
 
+  def close(self) -> None:
+    """Stops the worker processes and frees the batches they still hold in shared memory."""
+    self._inner.close()
+
 
 def make_train_iterator(data_cfg, *, split: str = "train", seed: int | None = None,
                         process_index: int | None = None, process_count: int | None = None) -> TrainIterator:
@@ -255,6 +259,11 @@ class EvalIterator:
     for i in batch["index"][failed]:
       self.decode_failures.append((int(i), self.source.name(int(i))))
     return batch
+
+  def close(self) -> None:
+    """Stops the worker processes (a pass cut short by `max_batches` leaves batches in flight)."""
+    if hasattr(self._inner, "close"):
+      self._inner.close()
 
 
 def make_eval_iterator(data_cfg, *, split: str = "val", clips: int | None = None, crops: int | None = None,

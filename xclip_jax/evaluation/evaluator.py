@@ -63,13 +63,16 @@ class Evaluator:
     class_names = list(iterator.source.class_names)
     text = self.text_features(state, class_names, context_length)
     totals = {"correct1": 0, "correct5": 0, "count": 0, "decode_failures": 0}
-    with jax.set_mesh(self.mesh):
-      for index, local in enumerate(iterator):
-        if 0 <= max_batches <= index:
-          break
-        counts = jax.device_get(self._step(state, pipeline.global_batch(local, self.mesh), text))
-        for key in totals:
-          totals[key] += int(counts[key])
+    try:
+      with jax.set_mesh(self.mesh):
+        for index, local in enumerate(iterator):
+          if 0 <= max_batches <= index:
+            break
+          counts = jax.device_get(self._step(state, pipeline.global_batch(local, self.mesh), text))
+          for key in totals:
+            totals[key] += int(counts[key])
+    finally:
+      iterator.close()
     videos = max(totals["count"], 1)
     result = EvalResult(
         top1=100.0 * totals["correct1"] / videos, top5=100.0 * totals["correct5"] / videos,

@@ -211,6 +211,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
     if checkpointer.latest_step() != step:
       checkpointer.save(step, state.state, train_iterator, meta(), force=True)
   checkpointer.close()
+  train_iterator.close()
   writer.flush()
   if preempted:
     logging.warning("Stopped at step %d of %d on SIGTERM; checkpoint saved, rerun the same command to resume.",
