@@ -1,5 +1,5 @@
 """Real processes: resume after SIGKILL with the same data order, SIGTERM saves a checkpoint, and a
-2-process `jax.distributed` run (CPU, gloo) training on one global mesh."""
+2-process `jax.distributed` run (CPU, gloo) training on one global mesh, restored onto another mesh."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import signal
 import subprocess
 import time
 
+import ml_collections
 import numpy as np
 import portpicker
 import pytest
 
 from tests import training_fixtures
+from xclip_jax import protocols
 from xclip_jax.training.checkpointing import load_model_params
 
 STEPS = 12
@@ -127,3 +129,13 @@ def test_two_processes_train_on_one_global_mesh(dataset, tmp_path):
   results = json.loads((workdir / "results.json").read_text())
   assert results["step"] == 2 and results["final"]["videos"] == 16  # every video counted once across hosts
   assert (workdir / "checkpoints" / "2" / "data" / "process_1-of-2.json").exists()
+
+  # That checkpoint (2 processes x 4 devices, parameters split over fsdp=2) restores into this single
+  # process on a data=8 mesh and evaluates to the same numbers.
+  evaluate = config.copy_and_resolve_references()
+  evaluate.mode = "evaluate"
+  evaluate.mesh = ml_collections.ConfigDict({"data": 8, "fsdp": 1, "tensor": 1})
+  again = protocols.run(evaluate, workdir)
+  assert again["final"]["videos"] == 16
+  assert again["final"]["top1"] == pytest.approx(results["final"]["top1"])
+  assert again["final"]["top5"] == pytest.approx(results["final"]["top5"])

@@ -114,7 +114,12 @@ def load_model_params(workdir: str | os.PathLike, step: int | None = None
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"{directory} holds no checkpoint.")
-  restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(),
+  # Restore onto the host CPU device, whatever mesh, device count or process count wrote the checkpoint.
+  host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+  saved = manager.item_metadata(step)[STATE]
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=host), saved,
+                        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+  restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(target),
                                                               META: ocp.args.JsonRestore()}))
   manager.close()
   meta = dict(restored[META])
