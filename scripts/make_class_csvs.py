@@ -33,6 +33,8 @@ import zipfile
 
 import tensorflow_datasets
 
+from xclip_jax.data import labels
+
 GLUONCV_FILES = {
     "kinetics_400": "gluoncv/data/kinetics400/classification.py",
     "hmdb_51": "gluoncv/data/hmdb51/classification.py",
@@ -95,11 +97,8 @@ def kinetics_600(videox: str) -> list[str]:
 
 
 def write_csv(names: list[str], path: str) -> str:
-  with open(path, "w", newline="", encoding="utf-8") as f:
-    writer = csv.writer(f, lineterminator="\n")
-    writer.writerow(["id", "name"])
-    for i, n in enumerate(names):
-      writer.writerow([i, n])
+  """Writes the class CSV in the format the package reads; returns its sha256 (recorded in NOTICE)."""
+  labels.write_class_names(names, path)
   with open(path, "rb") as f:
     return hashlib.sha256(f.read()).hexdigest()
 

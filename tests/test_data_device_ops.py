@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from xclip_jax.data import device_ops
 
@@ -65,20 +66,13 @@ def _check(mixed, soft, videos, mode):
   assert sorted(partners) == list(range(b))  # The partners are a permutation of the batch.
 
 
-def test_mixup_semantics_under_jit():
+@pytest.mark.parametrize(("mode", "switch_prob"), [("mixup", 0.0), ("cutmix", 1.0)])
+def test_mix_semantics_under_jit(mode, switch_prob):
   videos, labels = _batch()
-  fn = jax.jit(lambda key: device_ops.mixup_cutmix(key, videos, labels, 6, switch_prob=0.0))
+  fn = jax.jit(lambda key: device_ops.mixup_cutmix(key, videos, labels, 6, switch_prob=switch_prob))
   for seed in range(5):
     mixed, soft = fn(jax.random.key(seed))
-    _check(np.asarray(mixed), np.asarray(soft), videos, "mixup")
-
-
-def test_cutmix_semantics_under_jit():
-  videos, labels = _batch()
-  fn = jax.jit(lambda key: device_ops.mixup_cutmix(key, videos, labels, 6, switch_prob=1.0))
-  for seed in range(5):
-    mixed, soft = fn(jax.random.key(seed))
-    _check(np.asarray(mixed), np.asarray(soft), videos, "cutmix")
+    _check(np.asarray(mixed), np.asarray(soft), videos, mode)
 
 
 def test_switch_prob_half_uses_both():
