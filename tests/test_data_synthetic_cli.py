@@ -81,6 +81,12 @@ def test_plain_style_has_a_flat_background_and_unknown_styles_fail():
     synthetic.render(0, 0, np.random.default_rng(0), 32, 8, "noisy")
 
 
+def test_unknown_style_fails_before_anything_is_written(tmp_path):
+  with pytest.raises(ValueError, match="--style"):
+    synthetic.generate(str(tmp_path / "out"), style="noisy", quiet=True)
+  assert list(tmp_path.iterdir()) == []
+
+
 def test_same_seed_same_content_and_refuses_overwrite(data, tmp_path):
   other = str(tmp_path / "again")
   synthetic.generate(other, seed=4, size=32, frames=8, train_per_class=2, val_per_class=1, zero_shot_per_class=1,

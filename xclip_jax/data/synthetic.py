@@ -177,6 +177,8 @@ def generate(out: str, *, seed: int = 0, size: int = 64, frames: int = 16, fps: 
     raise ValueError(f"--size must be even and >= 16 (H.264 yuv420p), got {size}")
   if frames < 2:
     raise ValueError(f"--frames must be >= 2, got {frames}")
+  if style not in STYLES:
+    raise ValueError(f"--style must be one of {STYLES}, got {style!r}")
   out = os.path.abspath(out)
   started = time.time()
   with atomic_io.atomic_directory(out, overwrite=overwrite) as staging:
