@@ -1,7 +1,7 @@
 r"""Few-shot X-CLIP (paper §4.4): K videos per class of HMDB-51 / UCF-101, trained from CLIP, split 1.
 
   python -m xclip_jax.main --config configs/few_shot.py:dataset=hmdb51,shots=2 --workdir runs/hmdb_2shot \
-      --config.init_from.path=ckpt/clip_b16_32f --config.data.root=/data/hmdb51/videos \
+      --config.init_from.path=openai:ViT-B/16 --config.data.root=/data/hmdb51/videos \
       --config.few_shot.split_dir=/data/hmdb51/testTrainMulti_7030_splits
 
 Official configs hmdb51/16_32.yaml, ucf101/16_32.yaml: B/16, 32 frames, batch 64, 50 epochs, lr 2e-6,

@@ -1,12 +1,14 @@
 r"""Fully supervised X-CLIP on Kinetics-400/600, mirroring the official configs/k400/*.yaml and k600/*.yaml.
 
   python -m xclip_jax.main --config configs/kinetics.py:variant=B/16,frames=8 --workdir runs/k400_b16_8 \
-      --config.init_from.path=ckpt/clip_b16_8f \
+      --config.init_from.path=openai:ViT-B/16 \
       --config.data.root=/data/k400/videos --config.data.train_list=/data/k400/train.txt \
       --config.data.val_list=/data/k400/val.txt
 
 Arguments: variant (B/32, B/16, L/14, L/14@336), frames (8, 16, 32), dataset (k400, k600), shrink (true: a
-short smoke run for small machines). init_from is a CLIP converted with scripts/convert_checkpoint.py.
+short smoke run for small machines). init_from names the CLIP to start from (openai:ViT-B/32, openai:ViT-B/16,
+openai:ViT-L/14, openai:ViT-L/14@336px; fetched and converted with model.frames frames once), or a converted
+directory (scripts/convert_checkpoint.py).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 r"""Zero-shot evaluation (paper §4.3) of a trained X-CLIP on classes it never saw.
 
   python -m xclip_jax.main --config configs/zero_shot.py:dataset=ucf101 --workdir runs/zs_ucf \
-      --config.init_from.path=ckpt/xclip_b16_32f_zero --config.data.root=/data/ucf101/videos \
+      --config.init_from.path=zero --config.data.root=/data/ucf101/videos \
       --config.zero_shot.split_dir=/data/ucf101/ucfTrainTestlist
 
 HMDB-51 / UCF-101: the three official test splits, mean ± std of top-1. Kinetics-600: 3 rounds of 160 of the
 220 classes new to Kinetics-400 (--config.zero_shot.k600_val_list=...). The official zero-shot model is
 B/16 with 32 frames trained 10 epochs on K400 (configs/kinetics.py:variant=B/16,frames=32 with
---config.train.epochs=10). Arguments: dataset (hmdb51, ucf101, k600), source (files, tfds: ucf101 only).
+--config.train.epochs=10); the released one is init_from=zero (or
+microsoft/xclip-base-patch16-zero-shot, the same model through HF). Arguments: dataset (hmdb51, ucf101, k600),
+source (files, tfds: ucf101 only).
 """
 
 from __future__ import annotations

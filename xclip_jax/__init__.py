@@ -1,7 +1,7 @@
 """xclip_jax: X-CLIP video recognition (Ni et al., ECCV 2022) in JAX/Flax.
 
     import xclip_jax
-    model = xclip_jax.load_model("ckpt/xclip_b16_8f")
+    model = xclip_jax.load_model("microsoft/xclip-base-patch32")  # a name (xclip_jax.available_models()) or a path
     text = model.encode_text(xclip_jax.tokenize(["archery", "juggling balls"]))
     logits = model(videos, text_features=text)  # videos: (B, T, H, W, 3) float32, ImageNet-normalised
 
@@ -19,6 +19,7 @@ _EXPORTS = {
     "normalize_frames": "xclip_jax.inference", "VARIANTS": "xclip_jax.models.config",
     "ModelConfig": "xclip_jax.models.config", "variant_config": "xclip_jax.models.config",
     "XCLIP": "xclip_jax.models.xclip", "create_model": "xclip_jax.models.xclip", "tokenize": "xclip_jax.tokenizer",
+    "available_models": "xclip_jax.zoo",
 }
 __all__ = sorted(_EXPORTS)
 

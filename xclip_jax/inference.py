@@ -1,4 +1,4 @@
-"""The user-facing model: `xclip_jax.load_model(path)` and compiled inference entry points.
+"""The user-facing model: `xclip_jax.load_model(name or path)` and compiled inference entry points.
 
 The NNX module is split once into (graphdef, state); each entry point is a `jax.jit` function of the
 state, so calls after the first reuse the compiled program. Class texts can be encoded once with
@@ -98,17 +98,27 @@ def _detect_source(path: pathlib.Path) -> str:
   raise FileNotFoundError(f"No model at {path}.")
 
 
-def load_model(path: str | os.PathLike, *, dtype: str | None = None, **overrides: Any) -> InferenceModel:
-  """Loads a model for inference.
+def load_model(name_or_path: str | os.PathLike, *, frames: int | None = None, revision: str | None = None,
+               dtype: str | None = None, **overrides: Any) -> InferenceModel:
+  """Loads a model for inference, by name or from a local path.
 
   Args:
-    path: an xclip_jax model directory (from scripts/convert_checkpoint.py), a training workdir (its latest
-      checkpoint), or, converted on the fly, a
-      HuggingFace XCLIP directory, an official X-CLIP `.pth` or an OpenAI CLIP `.pt` (these need torch).
+    name_or_path: a local path (always tried first; an `os.PathLike` is never taken as a name): an
+      xclip_jax model directory (from scripts/convert_checkpoint.py), a training workdir (its latest
+      checkpoint), or, converted on the fly, a HuggingFace XCLIP directory, an official X-CLIP `.pth` or an
+      OpenAI CLIP `.pt` (these need torch). Otherwise a model name (`xclip_jax.available_models()`): an HF
+      hub id such as "microsoft/xclip-base-patch32" (any XCLIP repo), an official release file such as
+      "k400_16_8", or "openai:ViT-B/16" (CLIP turned into X-CLIP); downloaded and converted once into
+      `$XCLIP_JAX_CACHE`, then read from there.
+    frames: frames per clip for CLIP (openai: names and .pt files; default 8); for X-CLIP models, checked
+      against the trained model when given.
+    revision: branch, tag or commit of an HF hub repo (default main).
     dtype: compute dtype ("float32" default, "bfloat16" for speed on accelerators).
     **overrides: run-time `ModelConfig` options such as `attention_implementation="xla"`.
   """
-  path = pathlib.Path(path)
+  from xclip_jax import zoo
+
+  path = zoo.resolve(name_or_path, frames=frames, revision=revision)
   source = _detect_source(path)
   if source == "jax":
     config, params = pretrained.load_pretrained(path)
@@ -117,7 +127,10 @@ def load_model(path: str | os.PathLike, *, dtype: str | None = None, **overrides
     config, params = load_model_params(path)
   else:
     from xclip_jax.conversion import import_checkpoint
-    config, params, _ = import_checkpoint(source, path)
+    config, params, _ = import_checkpoint(source, path, frames=frames)
+  if frames is not None and frames != config.num_frames:
+    raise ValueError(f"{name_or_path} was trained with {config.num_frames} frames; it cannot be loaded with "
+                     f"frames={frames}.")
   changes = dict(overrides, **({"dtype": dtype} if dtype else {}))
   bad = sorted(set(changes) - {"dtype", "attention_implementation", "remat"})
   if bad:

@@ -60,9 +60,11 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Initialisation ----------------------------------------------------------------------------------
   c.init_from = ml_collections.ConfigDict()
-  # A directory from scripts/convert_checkpoint.py (OpenAI CLIP -> X-CLIP, official X-CLIP, HF), or a
-  # training workdir (its latest checkpoint). Empty: random initialisation. The architecture (sizes and
-  # head counts) comes from this checkpoint; model.variant must agree with it.
+  # A model name ("openai:ViT-B/16": CLIP -> X-CLIP with model.frames frames; "k400_16_8"; an HF hub id;
+  # see `python -m xclip_jax.zoo list`), fetched and converted into the cache once; a directory from
+  # scripts/convert_checkpoint.py; or a training workdir (its latest checkpoint). Empty: random
+  # initialisation. The architecture (sizes and head counts) comes from this checkpoint; model.variant must
+  # agree with it.
   c.init_from.path = ""
 
   # --- Data ---------------------------------------------------------------------------------------------

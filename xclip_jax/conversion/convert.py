@@ -27,6 +27,9 @@ from xclip_jax.models.xclip import create_model
 SOURCES = ("openai", "xclip", "hf", "jax")
 TARGETS = ("jax", "hf", "official")
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+# Bump when a change to the importers changes what they produce: converted models cached by name
+# (xclip_jax.zoo) are keyed by it, so they are converted again.
+CONVERTER_VERSION = 1
 
 
 def is_xclip_module(path: Path) -> bool:

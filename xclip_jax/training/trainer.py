@@ -22,7 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from xclip_jax import pretrained, sharding
+from xclip_jax import pretrained, sharding, zoo
 from xclip_jax.data import pipeline
 from xclip_jax.evaluation.evaluator import Evaluator
 from xclip_jax.models.config import RUNTIME_FIELDS, ModelConfig, variant_config
@@ -59,17 +59,23 @@ def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
 
 def load_initial_params(config: ml_collections.ConfigDict, requested: ModelConfig
                         ) -> tuple[ModelConfig, dict[Path, np.ndarray] | None]:
-  """Reads init_from (converted model dir or training workdir); the architecture comes from it."""
+  """Reads init_from (model name, converted model dir or training workdir); the architecture comes from it.
+
+  A name ("openai:ViT-B/16", "k400_16_8", an HF hub id) is fetched and converted into the cache once; CLIP
+  becomes an X-CLIP of config.model.frames frames.
+  """
   path = config.init_from.path
   if not path:
     return requested, None
+  path = zoo.resolve(path, frames=int(config.model.frames))
   if pretrained.is_pretrained_dir(path):
     source_config, params = pretrained.load_pretrained(path)
   elif (pathlib.Path(path) / "checkpoints").is_dir():
     source_config, params = checkpointing.load_model_params(path)
   else:
-    raise FileNotFoundError(f"config.init_from.path={path!r} is neither a converted model directory "
-                            f"(scripts/convert_checkpoint.py) nor a training workdir with checkpoints/.")
+    raise FileNotFoundError(f"config.init_from.path={str(path)!r} is neither a model name (python -m xclip_jax.zoo "
+                            f"list), a converted model directory (scripts/convert_checkpoint.py) nor a training "
+                            f"workdir with checkpoints/.")
   different = {f: (getattr(source_config, f), getattr(requested, f)) for f in ARCHITECTURE_FIELDS
                if getattr(source_config, f) != getattr(requested, f)}
   if different:
