@@ -38,7 +38,8 @@ def flat_params(model: XCLIP) -> dict[Path, np.ndarray]:
 
 def model_from_params(config: ModelConfig, params: Mapping[Path, np.ndarray]) -> XCLIP:
   """Builds an `XCLIP` whose parameters are exactly `params` (every parameter must be present)."""
-  shapes = parameter_shapes(config)
+  graphdef, state = nnx.split(abstract_model(config))  # traced once: it takes seconds for the large models
+  shapes = {path: tuple(leaf.shape) for path, leaf in flatten_dict(nnx.to_pure_dict(state)).items()}
   missing = sorted("/".join(map(str, p)) for p in shapes if p not in params)
   unknown = sorted("/".join(map(str, p)) for p in params if p not in shapes)
   wrong = sorted(f"{'/'.join(map(str, p))}: {tuple(np.shape(params[p]))} != {shapes[p]}" for p in shapes
@@ -46,6 +47,5 @@ def model_from_params(config: ModelConfig, params: Mapping[Path, np.ndarray]) ->
   if missing or unknown or wrong:
     raise ValueError(f"Parameters do not fit the model config ({config.describe()}): missing {missing[:10]}, "
                      f"unknown {unknown[:10]}, wrong shapes {wrong[:10]}.")
-  graphdef, state = nnx.split(abstract_model(config))
   nnx.replace_by_pure_dict(state, unflatten_dict({p: jnp.asarray(v, jnp.float32) for p, v in params.items()}))
   return nnx.merge(graphdef, state)

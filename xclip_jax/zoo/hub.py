@@ -50,11 +50,14 @@ def _hub_failure(repo_id: str, what: str, error: BaseException, repo_type: str =
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
-  import httpx2
   from huggingface_hub import errors
 
-  return (errors.HfHubHTTPError, errors.RevisionResolutionError, errors.EntryNotFoundError, httpx2.HTTPError,
-          OSError)
+  caught = (errors.HfHubHTTPError, errors.RevisionResolutionError, errors.EntryNotFoundError, OSError)
+  try:  # huggingface_hub's HTTP client; a few transport errors (proxy) come through unwrapped
+    import httpx2
+  except ImportError:
+    return caught
+  return (*caught, httpx2.HTTPError)
 
 
 def resolve_commit(repo_id: str, revision: str | None = None) -> str:
