@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     total = video_files.write_predictions(results, class_names, args.out, format=args.format, top=args.top,
                                           on_row=on_row)
-    print(f"predict: {total} videos, {failed} failed; wrote {args.out}", file=sys.stderr)
+    print(f"predict: wrote {total} rows to {args.out}", file=sys.stderr)
   else:
     collected = []
     for prediction in results:
