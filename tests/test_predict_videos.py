@@ -205,5 +205,8 @@ def test_labelled_folder_and_label_list(world, tmp_path):
   assert listed.videos == by_folder.videos and listed.labels.tolist() == by_folder.labels.tolist()
   matched = labelled_videos.labelled_set(root, class_csv=str(tmp_path / "classes.csv"))
   assert matched.labels.tolist() == by_folder.labels.tolist()
+  (tmp_path / "empty_set" / "class_a").mkdir(parents=True)
   with pytest.raises(video_files.VideoInputError, match="no sub-folders with videos"):
+    labelled_videos.labelled_set(tmp_path / "empty_set")
+  with pytest.raises(video_files.VideoInputError, match=r"\['d.mov'\] are in no class sub-folder"):
     labelled_videos.labelled_set(pathlib.Path(world["videos"]) / "nested" / "deeper")

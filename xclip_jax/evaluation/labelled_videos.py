@@ -59,6 +59,10 @@ def labelled_set(root: str | os.PathLike, *, label_list: str | os.PathLike | Non
     records = labels.read_label_list(str(label_list), str(root), num_classes=len(names))
     return LabelledSet(names, [r.path for r in records], np.array([r.label for r in records], np.int64))
   extensions = tuple(e.lower() for e in extensions)
+  loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+  if loose:
+    raise video_files.VideoInputError(f"{root}: videos {loose[:3]} are in no class sub-folder (one sub-folder per "
+                                      f"class expected, or pass label_list=)")
   folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
   per_class = {f: sorted(str(v) for v in f.rglob("*") if v.is_file() and v.suffix.lower() in extensions)
                for f in folders}
