@@ -157,7 +157,7 @@ def _read_pyav(source, pick, *, threads, short_side, name, min_frames, on_warnin
     stream = _video_stream(container, name, threads)
     num_frames = int(stream.frames or 0)
     if num_frames <= 0:  # Containers without a frame count (some webm/mkv/avi): count packets, then reopen.
-      num_frames = sum(1 for p in container.demux(stream) if p.size)
+      num_frames = _count_packets(container, stream)
       container.close()
       container = _open(source, name)
       stream = _video_stream(container, name, threads)
@@ -194,6 +194,17 @@ def _read_pyav(source, pick, *, threads, short_side, name, min_frames, on_warnin
     raise VideoDecodeError(name, f"corrupt or unreadable: {type(e).__name__}: {e}") from e
   finally:
     container.close()
+
+
+def _count_packets(container, stream) -> int:
+  """Packets with data up to the end of the file, or up to where it stops being readable."""
+  import av
+
+  count = 0
+  with contextlib.suppress(av.error.FFmpegError, EOFError):
+    for packet in container.demux(stream):
+      count += bool(packet.size)
+  return count
 
 
 def _frame_rate(stream) -> Fraction | None:

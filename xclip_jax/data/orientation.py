@@ -55,11 +55,3 @@ def apply(frame: np.ndarray, transform: tuple[int, int, int, int]) -> np.ndarray
     out = out[:, ::-1] if c < 0 else out
   return np.ascontiguousarray(out)
 
-
-def describe(transform: tuple[int, int, int, int]) -> str:
-  """Human-readable name of a transform (for messages), e.g. 'rotate 90 clockwise'."""
-  names = {
-      (1, 0, 0, 1): "none", (0, 1, -1, 0): "rotate 90 clockwise", (-1, 0, 0, -1): "rotate 180",
-      (0, -1, 1, 0): "rotate 90 counter-clockwise", (-1, 0, 0, 1): "mirror left-right",
-      (1, 0, 0, -1): "mirror top-bottom", (0, 1, 1, 0): "transpose", (0, -1, -1, 0): "anti-transpose"}
-  return names[tuple(transform)]
