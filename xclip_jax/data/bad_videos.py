@@ -17,8 +17,6 @@ are used, sampled from the frames that decode. With several processes, process i
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -90,26 +88,40 @@ class BadVideoLog:
     return bad
 
 
+def _cell(text) -> str:
+  """One TSV field: tabs and line breaks become spaces."""
+  return " ".join(str(text).replace("\t", " ").splitlines())
+
+
 def format_log(rows: dict[str, list]) -> str:
-  out = io.StringIO()
-  writer = csv.writer(out, delimiter="\t", lineterminator="\n")
-  writer.writerow(HEADER)
-  for video, (count, error) in rows.items():
-    writer.writerow([video, count, " ".join(str(error).split())])
-  return out.getvalue()
+  """The TSV text: a header, then `path<TAB>count<TAB>error` per file (tabs and newlines in fields -> spaces)."""
+  lines = ["\t".join(HEADER)] + [f"{_cell(video)}\t{count}\t{_cell(error)}" for video, (count, error) in rows.items()]
+  return "\n".join(lines) + "\n"
 
 
 def read_log(path: str) -> dict[str, list]:
-  """Rows of a log written by `BadVideoLog` (path -> [count, error]); a file in another format is an error."""
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.reader(f, delimiter="\t"))
-  if not rows or tuple(rows[0]) != HEADER:
+  """Rows of a log written by `BadVideoLog` (path -> [count, error]).
+
+  A log of earlier versions (one `path<TAB>reason` line per meeting, no header) is read as its per-file
+  counts; a file in any other format is an error (it is not ours to overwrite).
+  """
+  with open(path, encoding="utf-8") as f:
+    lines = [line for line in f.read().splitlines() if line]
+  if lines and lines[0] != "\t".join(HEADER) and all(line.count("\t") == 1 for line in lines):
+    out: dict[str, list] = {}
+    for line in lines:
+      video, reason = line.split("\t")
+      out.setdefault(video, [0, reason])[0] += 1
+      out[video][1] = reason
+    return out
+  if not lines or lines[0] != "\t".join(HEADER):
     raise ValueError(f"{path}: not a bad-video log (expected the header {'<TAB>'.join(HEADER)}); choose another "
                      f"data.bad_video_log or remove the file")
   out = {}
-  for lineno, row in enumerate(rows[1:], start=2):
+  for lineno, line in enumerate(lines[1:], start=2):
+    row = line.split("\t", 2)
     if len(row) != 3 or not row[1].isdigit():
-      raise ValueError(f"{path}:{lineno}: expected 'path<TAB>count<TAB>error', got {row}")
+      raise ValueError(f"{path}:{lineno}: expected 'path<TAB>count<TAB>error', got {line!r}")
     out[row[0]] = [int(row[1]), row[2]]
   return out
 
