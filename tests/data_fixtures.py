@@ -35,6 +35,33 @@ def write_index_video(path: str, num_frames: int, height: int = 48, width: int =
   return path
 
 
+def write_video(path: str, frames: np.ndarray, *, fps: int = 10, faststart: bool = False, bframes: bool = True,
+                rotation: float | None = None, hflip: bool = False, tags: dict[str, str] | None = None) -> str:
+  """Writes uint8 RGB frames as H.264 in the container named by the extension (.mp4, .mkv, .mov).
+
+  faststart: the MP4 index (moov) first, as web downloads have it (so a cut-off file still opens).
+  rotation, hflip: a display matrix (PyAV `set_display_rotation`: degrees counter-clockwise, then mirror).
+  tags: stream metadata (e.g. the legacy {"rotate": "90"}; only Matroska keeps arbitrary tags).
+  """
+  import av
+
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  h, w = frames.shape[1:3]
+  with av.open(path, mode="w", options={"movflags": "faststart"} if faststart else {}) as container:
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", **({} if bframes else {"bf": "0"})}
+    if rotation is not None:
+      stream.set_display_rotation(rotation, hflip=hflip)
+    stream.metadata.update(tags or {})
+    for f in frames:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  return path
+
+
 def write_corrupt(path: str, size: int = 4096, seed: int = 0) -> str:
   """Random bytes with an .mp4 name."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests import data_fixtures as F
-from xclip_jax.data import config, labels, pipeline, sources, synthetic
+from xclip_jax.data import bad_videos, config, labels, pipeline, sources, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,12 +108,69 @@ def test_bad_videos_are_replaced_counted_and_logged(tmp_path, caplog):
   batches = _take(it, 6)  # 3 epochs of 8 videos.
   seen = set(np.concatenate([b["index"] for b in batches]).tolist())
   assert not seen & bad  # Never yielded ...
-  assert it.bad_videos >= 3  # ... but counted (each epoch meets them again).
-  with open(log_file) as f:
-    logged = f.read()
-  assert "v1.mp4" in logged and "v3.mp4\tfile not found" in logged
-  assert {name for _, name in it.recent_bad} >= {os.path.join(str(tmp_path / "d"), "videos/c0/v3.mp4")}
+  assert it.bad_videos >= 6  # ... but counted (each epoch meets them again).
+  rows = bad_videos.read_log(log_file)  # One row per file, its count and error.
+  missing = os.path.join(str(tmp_path / "d"), "videos/c0/v3.mp4")
+  assert len(rows) == 3 and rows[missing][1] == "file not found"
+  assert sum(count for count, _ in rows.values()) == it.bad_videos
+  assert {name for _, name in it.recent_bad} >= {missing}
   assert it.get_state()["bad_videos"] == it.bad_videos
+
+
+_ONE_LINE_PER_FILE = """
+import sys
+from absl import app
+from xclip_jax.data import config, pipeline
+
+def main(argv):
+  root, list_path, csv_path, log_file, steps = argv[1:]
+  cfg = config.data_config(source="files", root=root, train_list=list_path, val_list=list_path, class_names=csv_path,
+                           num_frames=4, input_size=32, batch_size=4, eval_batch_size=4, num_workers=1,
+                           bad_video_log=log_file, seed=0)
+  it = pipeline.make_train_iterator(cfg, process_index=0, process_count=1)
+  for _ in range(int(steps)):
+    next(it)
+  it.close()
+  evaluation = pipeline.make_eval_iterator(cfg, process_index=0, process_count=1)
+  list(evaluation)
+  evaluation.close()
+  print("BAD_VIDEOS", it.bad_videos, len(evaluation.decode_failures))
+
+if __name__ == "__main__":
+  app.run(main)
+"""
+
+
+def test_one_console_line_and_one_log_row_per_file(tmp_path):
+  # The real set-up of `xclip_jax.main`: absl logging, decoding in a grain worker process, then evaluation.
+  root = str(tmp_path / "d")
+  list_path, csv_path, bad = _bad_dataset(root)
+  records = labels.read_label_list(list_path, root)
+  cut = records[5].path  # A download cut off after its header: used, from the frames that decode.
+  F.write_video(cut, np.stack([F.index_frame(i, 48, 64) for i in range(60)]), faststart=True, bframes=False)
+  F.write_truncated(cut, cut + ".tmp", keep=0.8)
+  os.replace(cut + ".tmp", cut)
+  script = tmp_path / "run.py"
+  script.write_text(_ONE_LINE_PER_FILE)
+  log_file = str(tmp_path / "bad.tsv")
+  env = dict(os.environ, PYTHONPATH=REPO)
+  counts = []
+  for _ in range(2):  # The second run (a resumed one) counts on in the same rows.
+    proc = subprocess.run([sys.executable, str(script), root, list_path, csv_path, log_file, "6"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    replaced, failed = map(int, proc.stdout.split("BAD_VIDEOS")[1].split())
+    assert failed == 3 and replaced >= 6
+    for path in [records[i].path for i in bad] + [cut]:
+      lines = [line for line in proc.stderr.splitlines() if path in line]
+      assert len(lines) == 1, (path, lines)  # Once, though met in every epoch and again in evaluation.
+    rows = bad_videos.read_log(log_file)
+    assert sorted(rows) == sorted([records[i].path for i in bad] + [cut])
+    assert rows[cut][1].startswith("cut off: container says 60 frames, only the first")
+    counts.append(sum(rows[records[i].path][0] for i in bad))
+    assert counts[-1] == sum(counts[:-1]) + replaced + failed
+  with open(log_file) as f:
+    assert f.readline() == "path\tcount\terror\n"
 
 
 def test_eval_counts_every_video_once_and_reports_failures(tmp_path):

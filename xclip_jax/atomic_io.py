@@ -1,4 +1,4 @@
-"""Writing a directory all at once: readers see the old one or the complete new one, never a partial one.
+"""Writing a directory or a file all at once: readers see the old one or the complete new one, never a partial one.
 
 Used by everything that writes user-facing outputs (converted models, synthetic data, ArrayRecord shards).
 Standard library only, so light modules (the data pipeline) can use it.
@@ -43,3 +43,33 @@ def atomic_directory(output: str | os.PathLike, overwrite: bool = False) -> Iter
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator:
+  """Yields a file open on a temporary sibling of `path` that replaces `path` only if the block succeeds.
+
+  Readers see the previous file or the complete new one; on any error the temporary file is deleted and an
+  existing `path` is untouched. `open_kwargs` go to `open` (encoding, newline).
+  """
+  path = pathlib.Path(path).absolute()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if "b" not in mode:
+    open_kwargs.setdefault("encoding", "utf-8")
+  fd, staging = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+  try:
+    with os.fdopen(fd, mode, **open_kwargs) as f:
+      yield f
+    # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644.
+    os.chmod(staging, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+    os.replace(staging, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(staging)
+    raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes `text` to `path` all at once (see `atomic_file`)."""
+  with atomic_file(path, "w", newline="") as f:
+    f.write(text)

@@ -1,12 +1,18 @@
-r"""Open-set video recognition: classify a video file against any class names.
+r"""Open-set video recognition: classify video files against any class names.
 
+  python -m xclip_jax.predict --checkpoint runs/demo/supervised --video a.mp4 clips/ list.txt \
+      --labels-file classes.csv --out predictions.csv
   python -m xclip_jax.predict --checkpoint ckpt/xclip_b16_32f_zero --video cat.mp4 \
       --labels "playing piano,petting a cat,juggling balls"
-  python -m xclip_jax.predict --checkpoint runs/demo/supervised --video v.mp4 --labels-file classes.txt
 
---checkpoint is a converted model directory, a training workdir (latest checkpoint), or an HF XCLIP
-directory. Frames are sampled and cropped as the official test pipeline (segment sampling, short side
-256/224 of the input size + centre crop, or 3 crops); probabilities are averaged over the views.
+--video takes files, folders (searched recursively for video files) and list files (.txt: one path per
+line, or official `<path> <label id>` lines; relative to the list's folder or --root). --checkpoint is
+anything `xclip_jax.load_model` loads (a converted model directory, a training workdir, an HF XCLIP
+directory, ...). Frames are sampled and cropped as the official test pipeline; probabilities are averaged
+over the clips x crops views. Videos are decoded ahead on host threads and classified in batches on the
+device. A file that cannot be read gets its error in its row (and on stderr) while the others are
+classified; the exit code is then 1. With --out, rows go to a CSV or JSON-lines file (by its extension or
+--format), written to a temporary file and renamed at the end; without it, a table is printed.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import sys
 
 import numpy as np
 
-from xclip_jax.data import decode, sampling, transforms
+from xclip_jax.data import decode
+from xclip_jax.evaluation import video_files
+from xclip_jax.evaluation.video_files import video_views  # noqa: F401 - public here since the first release.
 
 
 def read_labels(labels: str | None, labels_file: str | None) -> list[str]:
@@ -43,58 +51,103 @@ def read_labels(labels: str | None, labels_file: str | None) -> list[str]:
   return names
 
 
-def video_views(path: str, *, frames: int, size: int, clips: int, crops: int) -> np.ndarray:
-  """(views, T, size, size, 3) uint8 from a video file, as the official test pipeline samples it."""
-  short = int(256 / 224 * size)
-  frames_uint8, _, _ = decode.read_frames(
-      path, lambda n: sampling.multiview_indices(n, frames, clips, mode="segment", multiview="uniform", rng=None),
-      short_side=size if crops == 3 else short)
-  return transforms.test_views(frames_uint8, clips=clips, crops=crops, input_size=size, short=short)
-
-
 def predict(model, video_path: str, class_names: list[str], *, clips: int = 1, crops: int = 1) -> np.ndarray:
-  """Probabilities (K,) of one video, averaged over clips x crops views."""
-  import xclip_jax
+  """Probabilities (K,) of one video, averaged over clips x crops views; raises `VideoDecodeError` if unreadable."""
+  [result] = video_files.classify_videos(model, [video_path], class_names, clips=clips, crops=crops, batch_size=1,
+                                         workers=1, progress=False)
+  if result.error is not None:
+    raise decode.VideoDecodeError(video_path, result.error)
+  return result.probabilities
 
-  config = model.config
-  views = video_views(video_path, frames=config.num_frames, size=config.image_size, clips=clips, crops=crops)
-  probabilities = model.classify(xclip_jax.normalize_frames(views), class_names)
-  return probabilities.mean(axis=0)
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--checkpoint", required=True, help="anything xclip_jax.load_model loads")
+  parser.add_argument("--video", required=True, nargs="+", help="video files, folders and list files (.txt)")
+  parser.add_argument("--root", help="folder that relative paths in list files are relative to "
+                                     "(default: the list file's folder)")
+  parser.add_argument("--labels", help='comma-separated class names, e.g. "archery,juggling balls"')
+  parser.add_argument("--labels-file", help="class names, one per line or an id,name CSV")
+  parser.add_argument("--out", help="write one row per video to this .csv or .jsonl file (atomically)")
+  parser.add_argument("--format", choices=video_files.OUTPUT_FORMATS, help="output format (default: --out's extension)")
+  parser.add_argument("--top", type=int, default=5, help="how many classes per video (default 5)")
+  parser.add_argument("--clips", type=int, default=1, help="temporal views (default 1)")
+  parser.add_argument("--crops", type=int, default=1, choices=(1, 3), help="spatial views (1 or 3)")
+  parser.add_argument("--batch-size", type=int, default=8, help="videos per device batch (default 8)")
+  parser.add_argument("--workers", type=int, default=None, help="host threads decoding ahead (default: CPUs, <= 8)")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: the model's)")
+  parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+  parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table (without --out)")
+  return parser
+
+
+def _report_problem(prediction: video_files.VideoPrediction) -> None:
+  """One stderr line per failed file (and per warning), without breaking the progress bar."""
+  from tqdm.auto import tqdm
+
+  if prediction.error is not None:
+    tqdm.write(f"predict: error: {prediction.path}: {prediction.error}", file=sys.stderr)
+  elif prediction.warning:
+    tqdm.write(f"predict: warning: {prediction.path}: {prediction.warning}", file=sys.stderr)
+
+
+def _print_table(results: list[video_files.VideoPrediction], class_names: list[str], top: int) -> None:
+  for result in results:
+    if result.error is not None:
+      print(f"{result.path}: error: {result.error}")
+      continue
+    best = result.top(class_names, top)
+    note = f" (warning: {result.warning})" if result.warning else ""
+    print(f"{result.path}: top-{len(best)} of {len(class_names)} classes{note}")
+    for rank, (label, probability) in enumerate(best, start=1):
+      print(f"  {rank}. {label:<40s} {100 * probability:6.2f}%")
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--checkpoint", required=True, help="model dir, training workdir or HF XCLIP dir")
-  parser.add_argument("--video", required=True, nargs="+", help="video file(s)")
-  parser.add_argument("--labels", help='comma-separated class names, e.g. "archery,juggling balls"')
-  parser.add_argument("--labels-file", help="class names, one per line or an id,name CSV")
-  parser.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
-  parser.add_argument("--clips", type=int, default=1, help="temporal views (default 1)")
-  parser.add_argument("--crops", type=int, default=1, choices=(1, 3), help="spatial views (1 or 3)")
-  parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-  args = parser.parse_args(argv)
+  args = _parser().parse_args(argv)
   try:
     class_names = read_labels(args.labels, args.labels_file)
+    videos = video_files.find_videos(args.video, root=args.root)
+    if args.out:
+      video_files.output_format(args.out, args.format)  # A bad --out fails now, not after the work.
+    if args.batch_size < 1 or args.top < 1 or args.clips < 1:
+      raise ValueError("--batch-size, --top and --clips must be at least 1")
     import xclip_jax
 
-    model = xclip_jax.load_model(args.checkpoint)
-    outputs = []
-    for video in args.video:
-      probabilities = predict(model, video, class_names, clips=args.clips, crops=args.crops)
-      order = np.argsort(-probabilities)[: args.top]
-      outputs.append({"video": video, "top": [{"label": class_names[i], "probability": float(probabilities[i])}
-                                              for i in order]})
-  except (ValueError, FileNotFoundError, decode.VideoDecodeError) as error:
+    model = xclip_jax.load_model(args.checkpoint, dtype=args.dtype)
+  except (ValueError, OSError) as error:  # OSError: missing files, zoo download failures
     print(f"predict: error: {error}", file=sys.stderr)
     return 1
-  if args.json:
-    print(json.dumps(outputs, indent=2))
+  results = video_files.iter_classify_videos(model, videos, class_names, clips=args.clips, crops=args.crops,
+                                             batch_size=args.batch_size, workers=args.workers,
+                                             progress=not args.no_progress)
+  if args.out:
+    failed = 0
+
+    def on_row(prediction):
+      nonlocal failed
+      failed += not prediction.ok
+      _report_problem(prediction)
+
+    total = video_files.write_predictions(results, class_names, args.out, format=args.format, top=args.top,
+                                          on_row=on_row)
+    print(f"predict: wrote {total} rows to {args.out}", file=sys.stderr)
   else:
-    for output in outputs:
-      print(f"{output['video']}: top-{len(output['top'])} of {len(class_names)} classes")
-      for rank, entry in enumerate(output["top"], start=1):
-        print(f"  {rank}. {entry['label']:<40s} {100 * entry['probability']:6.2f}%")
-  return 0
+    collected = []
+    for prediction in results:
+      collected.append(prediction)
+      _report_problem(prediction)
+    total, failed = len(collected), sum(not p.ok for p in collected)
+    if args.json:
+      print(json.dumps([{"video": p.path, "status": p.status, "message": p.error or p.warning or "",
+                         "top": [{"label": label, "probability": probability}
+                                 for label, probability in p.top(class_names, args.top)]} for p in collected],
+                       indent=2))
+    else:
+      _print_table(collected, class_names, args.top)
+  if failed:
+    print(f"predict: {failed} of {total} videos could not be read (see above)", file=sys.stderr)
+  return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -95,7 +95,8 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   c.max_bad_retries = 20
   # Videos with fewer frames than this count as bad (0: any decodable video; short videos loop as official).
   c.min_video_frames = 1
-  # If set, every bad video is appended as a `path<TAB>reason` line (all workers, all hosts' own files).
+  # If set, a TSV with one row per bad (or cut-off) file: `path<TAB>count<TAB>error`, rewritten atomically
+  # as files are met (kept across resumes; process i > 0 of a multi-process run writes <stem>.process<i><ext>).
   c.bad_video_log = ""
 
   for key, value in overrides.items():

@@ -1,27 +1,39 @@
 """Decoding only the frames a clip needs, with PyAV (default) or decord (optional, if installed).
 
 `read_frames(source, pick, backend=...)` opens a video (path or encoded bytes), asks `pick(num_frames)`
-for the frame indices, decodes those frames and returns them as uint8 RGB (n, H, W, 3), optionally
-resized so that the short side is `short_side` (the official first transform, "Resize short side to 256";
-each distinct frame is resized once, before duplicates are expanded).
+for the frame indices, decodes those frames and returns them as uint8 RGB (n, H, W, 3) as a player shows
+them (display rotation applied, see `orientation`), optionally resized so that the short side is
+`short_side` (the official first transform, "Resize short side to 256"; each distinct frame is resized
+once, before duplicates are expanded).
 
 Frame index = position in presentation order, as decord's `VideoReader[i]` (the official decoder).
 PyAV decodes forward from the start, seeking to the keyframe before a needed frame when that frame is far
 ahead (constant-frame-rate streams only; otherwise it decodes sequentially), and converts to RGB only the
-frames it keeps. Every failure (missing, unreadable, corrupt, truncated, no video stream) raises
-`VideoDecodeError` naming the video, so the pipeline can log, count and replace it.
+frames it keeps.
+
+A file cut off after its header (an interrupted download: the container promises more frames than it
+holds) is sampled from the frames that do decode: `pick` is asked again with that count and `on_warning`
+is told (default: a logged warning). Every other failure (missing, unreadable, corrupt, nothing
+decodable, too short) raises `VideoDecodeError` naming the video, so the pipeline can log, count and
+replace it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
 from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
 
+from xclip_jax.data import orientation
+
 BACKENDS = ("pyav", "decord")
+
+log = logging.getLogger(__name__)
 
 
 class VideoDecodeError(RuntimeError):
@@ -33,6 +45,14 @@ class VideoDecodeError(RuntimeError):
     self.reason = reason
 
 
+class _EndedEarly(Exception):
+  """Decoding stopped (end of data or a decode error) before a wanted frame."""
+
+  def __init__(self, target: int):
+    super().__init__(target)
+    self.target = target
+
+
 def decord_available() -> bool:
   """Whether the optional decord backend can be imported."""
   try:
@@ -40,6 +60,10 @@ def decord_available() -> bool:
   except ImportError:
     return False
   return True
+
+
+def _log_warning(message: str) -> None:
+  log.warning("%s", message)
 
 
 def _resized_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
@@ -69,28 +93,36 @@ def _pick_checked(pick: Callable[[int], np.ndarray], num_frames: int, name: str)
 
 def read_frames(source: str | bytes, pick: Callable[[int], np.ndarray], *, backend: str = "pyav",
                 threads: int = 1, short_side: int | None = None, name: str | None = None,
-                min_frames: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
+                min_frames: int = 1, on_warning: Callable[[str], None] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, int]:
   """Decodes the frames chosen by `pick`.
 
   Args:
     source: a file path, or the encoded video bytes (ArrayRecord shards).
     pick: called with the video's frame count, returns the wanted indices (any shape, repeats allowed).
+      Called a second time, with the decodable count, for a file cut off after its header.
     backend: "pyav" or "decord".
     threads: decoder threads (1 when many worker processes decode in parallel).
     short_side: if set, frames are resized (bilinear) so that their short side has this length.
     name: how to name the video in errors (defaults to the path).
-    min_frames: videos with fewer frames raise `VideoDecodeError` (too short).
+    min_frames: videos with fewer (decodable) frames raise `VideoDecodeError` (too short).
+    on_warning: told, in one line naming the video, when a cut-off file was sampled from its decodable
+      part (default: logged as a warning).
 
   Returns:
-    frames uint8 (n, H, W, 3) in the order of the flattened indices, the indices, the frame count.
+    frames uint8 (n, H, W, 3) in the order of the flattened indices, the indices, the frame count (of the
+    decodable part for a cut-off file).
   """
   name = name or (source if isinstance(source, str) else "<bytes>")
+  on_warning = on_warning or _log_warning
   if isinstance(source, str) and not os.path.exists(source):
     raise VideoDecodeError(name, "file not found")
   if backend == "pyav":
-    return _read_pyav(source, pick, threads=threads, short_side=short_side, name=name, min_frames=min_frames)
+    return _read_pyav(source, pick, threads=threads, short_side=short_side, name=name, min_frames=min_frames,
+                      on_warning=on_warning)
   if backend == "decord":
-    return _read_decord(source, pick, threads=threads, short_side=short_side, name=name, min_frames=min_frames)
+    return _read_decord(source, pick, threads=threads, short_side=short_side, name=name, min_frames=min_frames,
+                        on_warning=on_warning)
   raise ValueError(f"unknown decode backend {backend!r}; choose one of {BACKENDS}")
 
 
@@ -98,28 +130,62 @@ def read_frames(source: str | bytes, pick: Callable[[int], np.ndarray], *, backe
 # PyAV
 
 
-def _read_pyav(source, pick, *, threads, short_side, name, min_frames):
+def _open(source, name):
   import av  # Imported here so that workers that never decode with PyAV do not pay for it.
 
   try:
-    container = av.open(io.BytesIO(source) if isinstance(source, bytes) else source, mode="r")
+    return av.open(io.BytesIO(source) if isinstance(source, bytes) else source, mode="r")
   except (av.error.FFmpegError, OSError, ValueError) as e:
     raise VideoDecodeError(name, f"cannot open: {e}") from e
+
+
+def _video_stream(container, name, threads):
+  if not container.streams.video:
+    raise VideoDecodeError(name, "no video stream")
+  stream = container.streams.video[0]
+  stream.thread_type = "AUTO" if threads > 1 else "SLICE"
+  stream.codec_context.thread_count = max(int(threads), 1)
+  return stream
+
+
+def _read_pyav(source, pick, *, threads, short_side, name, min_frames, on_warning):
+  import av
+
+  need = max(min_frames, 1)
+  container = _open(source, name)
   try:
-    if not container.streams.video:
-      raise VideoDecodeError(name, "no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO" if threads > 1 else "SLICE"
-    stream.codec_context.thread_count = max(int(threads), 1)
+    stream = _video_stream(container, name, threads)
     num_frames = int(stream.frames or 0)
-    if num_frames <= 0:  # Containers without a frame count (some webm/mkv/avi): count packets, then rewind.
-      num_frames = sum(1 for p in container.demux(stream) if p.size)
-      container.seek(0, stream=stream)
-    if num_frames < max(min_frames, 1):
-      raise VideoDecodeError(name, f"too short: {num_frames} frames (need at least {max(min_frames, 1)})")
+    if num_frames <= 0:  # Containers without a frame count (some webm/mkv/avi): count packets, then reopen.
+      num_frames = _count_packets(container, stream)
+      container.close()
+      container = _open(source, name)
+      stream = _video_stream(container, name, threads)
+    if num_frames < need:
+      raise VideoDecodeError(name, f"too short: {num_frames} frames (need at least {need})")
     indices = _pick_checked(pick, num_frames, name)
-    wanted = np.unique(indices)
-    got = _decode_wanted(container, stream, wanted, short_side, name, num_frames)
+    try:
+      got = _decode_wanted(container, stream, np.unique(indices), short_side, name, allow_seek=True)
+    except _EndedEarly:
+      # Cut off after the header: count what decodes (one thread, sequentially, so both passes agree),
+      # then sample from that part.
+      container.close()
+      container = _open(source, name)
+      decodable = sum(1 for _ in _decoded_frames(container, _video_stream(container, name, 1)))
+      if decodable < need:
+        raise VideoDecodeError(name, f"truncated: container says {num_frames} frames, {decodable} decode "
+                                     f"(need at least {need})") from None
+      on_warning(f"{name}: cut off: container says {num_frames} frames, only the first {decodable} decode; "
+                 f"sampling from those")
+      container.close()
+      container = _open(source, name)
+      num_frames, indices = decodable, _pick_checked(pick, decodable, name)
+      try:
+        got = _decode_wanted(container, _video_stream(container, name, 1), np.unique(indices), short_side, name,
+                             allow_seek=False)
+      except _EndedEarly as e:
+        raise VideoDecodeError(name, f"truncated: frame {e.target} of {decodable} decodable ones did not "
+                                     f"decode again") from None
     frames = np.stack([got[int(i)] for i in indices]) if indices.size else np.zeros((0, 1, 1, 3), np.uint8)
     return frames, indices, num_frames
   except VideoDecodeError:
@@ -130,30 +196,82 @@ def _read_pyav(source, pick, *, threads, short_side, name, min_frames):
     container.close()
 
 
+def _count_packets(container, stream) -> int:
+  """Packets with data up to the end of the file, or up to where it stops being readable."""
+  import av
+
+  count = 0
+  with contextlib.suppress(av.error.FFmpegError, EOFError):
+    for packet in container.demux(stream):
+      count += bool(packet.size)
+  return count
+
+
 def _frame_rate(stream) -> Fraction | None:
   rate = stream.average_rate or stream.guessed_rate
   return Fraction(rate) if rate else None
 
 
-def _decode_wanted(container, stream, wanted: np.ndarray, short_side, name, num_frames) -> dict[int, np.ndarray]:
-  """Decodes forward, converting only wanted frames; seeks ahead over long gaps on CFR streams."""
+def _decoded_frames(container, stream):
+  """Frames from the container's current position, ending quietly where the data ends or stops decoding.
+
+  The same packets and calls as PyAV's `container.decode(stream)` for a sound file; for a cut-off one the
+  frames still buffered in the decoder (reordering delay) are flushed out instead of being lost.
+  """
+  import av
+
+  packets = container.demux(stream)
+  while True:
+    try:
+      packet = next(packets)
+      frames = packet.decode()
+    except StopIteration:
+      return
+    except (av.error.FFmpegError, EOFError):  # A partial packet at the cut, or data missing past it.
+      with contextlib.suppress(av.error.FFmpegError, EOFError):
+        yield from stream.decode(None)
+      return
+    yield from frames
+
+
+def _stream_orientation(stream) -> tuple[int, int, int, int]:
+  """Orientation from the legacy `rotate` tag (any case: Matroska tags read back as ROTATE), used for frames
+  that carry no display matrix."""
+  tags = {key.lower(): value for key, value in stream.metadata.items()}
+  return orientation.from_rotate_tag(tags.get("rotate"))
+
+
+def _frame_to_rgb(frame, fallback: tuple[int, int, int, int], short_side) -> np.ndarray:
+  """RGB as displayed (display matrix of the frame, else the stream's rotate tag), then resized."""
+  import av
+
+  rgb = frame.to_ndarray(format="rgb24")
+  matrix = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+  transform = orientation.from_display_matrix(bytes(matrix)) if matrix is not None else fallback
+  return _resize_frame(orientation.apply(rgb, transform), short_side)
+
+
+def _decode_wanted(container, stream, wanted: np.ndarray, short_side, name, *,
+                   allow_seek: bool) -> dict[int, np.ndarray]:
+  """Decodes forward, converting only wanted frames; seeks ahead over long gaps on CFR streams.
+
+  Raises `_EndedEarly` if the frames run out before the last wanted one.
+  """
   out: dict[int, np.ndarray] = {}
   if wanted.size == 0:
     return out
+  fallback = _stream_orientation(stream)
   rate, tb = _frame_rate(stream), stream.time_base
   start_pts = stream.start_time or 0
-  can_seek = rate is not None and tb is not None
+  can_seek = allow_seek and rate is not None and tb is not None
   # Jumping ahead pays only when the gap is much longer than what a seek decodes from the keyframe; keyframe
   # spacing is unknown up front, so only gaps longer than ~2 s (or 60 frames) trigger a seek.
   seek_gap = max(60, int(2 * rate)) if can_seek else None
   target_pos = 0  # Position in `wanted` of the next frame to keep.
 
-  def to_rgb(frame):
-    return _resize_frame(frame.to_ndarray(format="rgb24"), short_side)
-
   def frames_from(index_of):
     """Yields (index, frame) decoding from the current container position; index from `index_of`."""
-    for frame in container.decode(stream):
+    for frame in _decoded_frames(container, stream):
       yield index_of(frame), frame
 
   # Sequential counting is exact for any stream; pts-derived indices are used only after a seek.
@@ -180,8 +298,7 @@ def _decode_wanted(container, stream, wanted: np.ndarray, short_side, name, num_
     try:
       idx, frame = next(gen)
     except StopIteration:
-      raise VideoDecodeError(name, f"truncated: container says {num_frames} frames, decoding stopped before "
-                                   f"frame {target}") from None
+      raise _EndedEarly(target) from None
     if just_sought:
       just_sought = False
       if idx <= last:  # The keyframe is not ahead of where we were: keyframes are sparse, stop seeking.
@@ -198,7 +315,7 @@ def _decode_wanted(container, stream, wanted: np.ndarray, short_side, name, num_
         continue
       raise VideoDecodeError(name, f"frame {target} missing from the decoded sequence")
     while target_pos < wanted.size and int(wanted[target_pos]) == idx:
-      out[idx] = to_rgb(frame)
+      out[idx] = _frame_to_rgb(frame, fallback, short_side)
       target_pos += 1
   return out
 
@@ -207,11 +324,31 @@ def _decode_wanted(container, stream, wanted: np.ndarray, short_side, name, num_
 # decord (optional)
 
 
-def _read_decord(source, pick, *, threads, short_side, name, min_frames):
+def _pyav_orientation(source, name) -> tuple[int, int, int, int]:
+  """Display orientation read with PyAV from the first frame (decord does not expose it)."""
+  import av
+
+  container = _open(source, name)
+  try:
+    stream = _video_stream(container, name, 1)
+    for frame in _decoded_frames(container, stream):
+      matrix = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+      return orientation.from_display_matrix(bytes(matrix)) if matrix is not None else _stream_orientation(stream)
+    return _stream_orientation(stream)
+  finally:
+    container.close()
+
+
+def _read_decord(source, pick, *, threads, short_side, name, min_frames, on_warning):
   try:
     import decord
   except ImportError as e:
     raise ImportError("decode_backend='decord' needs `pip install decord`") from e
+  pyav = dict(threads=threads, short_side=short_side, name=name, min_frames=min_frames, on_warning=on_warning)
+  # decord turns some rotated files itself (MP4 quarter turns, through its FFmpeg's `rotate` tag) and not
+  # others (flips, Matroska): a file a player would turn is read with PyAV, which turns every case.
+  if _pyav_orientation(source, name) != orientation.IDENTITY:
+    return _read_pyav(source, pick, **pyav)
   kwargs = {"num_threads": max(int(threads), 1)}
   try:
     reader = decord.VideoReader(io.BytesIO(source) if isinstance(source, bytes) else source, **kwargs)
@@ -221,10 +358,19 @@ def _read_decord(source, pick, *, threads, short_side, name, min_frames):
     indices = _pick_checked(pick, num_frames, name)
     wanted = np.unique(indices)
     batch = reader.get_batch(wanted.tolist()).asnumpy()
-    resized = {int(i): _resize_frame(batch[k], short_side) for k, i in enumerate(wanted)}
-    frames = np.stack([resized[int(i)] for i in indices])
-    return frames, indices, num_frames
   except VideoDecodeError:
     raise
   except (decord.DECORDError, RuntimeError, OSError, ValueError, IndexError) as e:
-    raise VideoDecodeError(name, f"corrupt or unreadable (decord): {type(e).__name__}: {e}") from e
+    # decord cannot sample a cut-off file from its decodable part; PyAV can (and names the failure if not).
+    decord_error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+    notes: list[str] = []
+    try:
+      result = _read_pyav(source, pick, **{**pyav, "on_warning": notes.append})
+    except VideoDecodeError as pyav_error:
+      raise VideoDecodeError(name, f"corrupt or unreadable (decord: {decord_error}; PyAV: {pyav_error.reason})") from e
+    details = "".join(f"; {note.removeprefix(f'{name}: ')}" for note in notes)
+    on_warning(f"{name}: decord failed ({decord_error}), read with PyAV instead{details}")
+    return result
+  resized = {int(i): _resize_frame(batch[k], short_side) for k, i in enumerate(wanted)}
+  frames = np.stack([resized[int(i)] for i in indices])
+  return frames, indices, num_frames

@@ -9,9 +9,10 @@ Interfaces used by the training code:
   `data.num_workers` grain worker processes (whole batches are built in the workers) and is deterministic
   for a seed whatever the worker count. `get_state()/set_state()` give exact resume; the iterator is a
   `grain.DatasetIterator`, so `grain.checkpoint.CheckpointSave/CheckpointRestore` work with Orbax.
-  Bad videos (missing, corrupt, truncated, too short) are logged with their path, replaced by a random
-  other video of the host's part, and counted: `it.bad_videos` (total, kept in the state) and
-  `it.recent_bad` (last (index, name) pairs seen in this process).
+  Bad videos (missing, corrupt, truncated, too short) are replaced by a random other video of the host's
+  part and counted: `it.bad_videos` (total, kept in the state) and `it.recent_bad` (last (index, name)
+  pairs seen in this process); the process's `bad_videos.BadVideoLog` prints one line per file and keeps
+  `data.bad_video_log` (one row per file). Workers do not log: each example carries its events.
 * `make_eval_iterator(data_cfg, *, split="val", clips=None, crops=None)` -> `EvalIterator`, one pass of
   {"video": uint8 (b, V, T, H, W, 3) with V = crops x clips, crop-major (official layout: view
   v = crop * clips + clip), "label", "index" int32 (b,), "valid" bool (False on padding rows of the last
@@ -24,7 +25,6 @@ Interfaces used by the training code:
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -32,11 +32,9 @@ from typing import Any
 import grain
 import numpy as np
 
+from xclip_jax.data import bad_videos, sampling, sources, transforms
 from xclip_jax.data import config as config_lib
-from xclip_jax.data import sampling, sources, transforms
 from xclip_jax.data.decode import VideoDecodeError
-
-log = logging.getLogger(__name__)
 
 
 def process_info() -> tuple[int, int]:
@@ -44,13 +42,6 @@ def process_info() -> tuple[int, int]:
   import jax
 
   return jax.process_index(), jax.process_count()
-
-
-def _record_bad(path: str, reason: str, log_file: str) -> None:
-  log.warning("bad video replaced/counted: %s: %s", path, reason)
-  if log_file:
-    with open(log_file, "a", encoding="utf-8") as f:  # One short O_APPEND write per line: safe across workers.
-      f.write(f"{path}\t{reason}\n")
 
 
 class _ClipReader:
@@ -71,7 +62,6 @@ class _ClipReader:
     self.backend, self.threads = cfg.decode_backend, int(cfg.decode_threads)
     self.min_frames = int(cfg.min_video_frames)
     self.max_retries = int(cfg.max_bad_retries)
-    self.bad_log = cfg.bad_video_log
     self.seed = int(cfg.seed)
 
   def _decode_short(self) -> int:
@@ -82,6 +72,7 @@ class _ClipReader:
     """Training clip for host position `pos`; a bad video is replaced by a random other one."""
     n_bad, first_bad = 0, -1
     errors = []
+    events: list[tuple[str, str, str]] = []  # Reported by the main process (see `bad_videos`).
     for _ in range(self.max_retries + 1):
       item = None
       try:
@@ -89,12 +80,13 @@ class _ClipReader:
         frames, _, _ = sources.load_frames(
             item, lambda n: sampling.clip_indices(n, self.t, mode=self.mode, train=True, rng=rng,
                                                   interval=self.interval),
-            backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames)
+            backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames,
+            on_warning=lambda message, name=item.name: events.append((bad_videos.CUT_OFF, name, message)))
       except VideoDecodeError as e:
         first_bad = int(self.host_indices[pos]) if first_bad < 0 else first_bad
         n_bad += 1
         errors.append(str(e))
-        _record_bad(e.path, e.reason, self.bad_log)
+        events.append((bad_videos.BAD, e.path, e.reason))
         pos = int(rng.integers(len(self.host_indices)))
         continue
       a = self.aug
@@ -104,7 +96,7 @@ class _ClipReader:
           brightness=a["brightness"], contrast=a["contrast"], saturation=a["saturation"], hue=a["hue"],
           gray_scale=a["gray_scale"])
       return {"video": video, "label": np.int32(item.label), "index": np.int32(item.index), "n_bad": np.int32(n_bad),
-              "bad_index": np.int32(first_bad)}
+              "bad_index": np.int32(first_bad), "events": bad_videos.encode_events(events)}
     raise RuntimeError(f"{self.max_retries + 1} videos in a row failed to decode; last errors: {errors[-3:]}")
 
   def eval_example(self, pos: int) -> dict[str, Any]:
@@ -113,28 +105,30 @@ class _ClipReader:
     shape = (v, self.t, self.size, self.size, 3)
     if pos >= len(self.host_indices):
       return {"video": np.zeros(shape, np.uint8), "label": np.int32(-1), "index": np.int32(-1),
-              "valid": np.bool_(False), "decode_ok": np.bool_(False)}
+              "valid": np.bool_(False), "decode_ok": np.bool_(False), "events": ""}
     index = int(self.host_indices[pos])
     # Official multi-clip evaluation samples clips at random; seed them per video for repeatable numbers.
     rng = np.random.default_rng([self.seed, index])
     label = -1
+    events: list[tuple[str, str, str]] = []
     try:
       item = self.source[index]
       label = item.label
       frames, _, _ = sources.load_frames(
           item, lambda n: sampling.multiview_indices(n, self.t, self.clips, mode=self.mode, multiview=self.multiview,
                                                      rng=rng, interval=self.interval),
-          backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames)
+          backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames,
+          on_warning=lambda message: events.append((bad_videos.CUT_OFF, item.name, message)))
       video = transforms.test_views(frames, clips=self.clips, crops=self.crops, input_size=self.size,
                                     short=self.short)
       ok = True
     except VideoDecodeError as e:
-      _record_bad(e.path, e.reason, self.bad_log)
+      events.append((bad_videos.BAD, e.path, e.reason))
       video, ok = np.zeros(shape, np.uint8), False
       if label < 0:  # The record itself was unreadable: its label is unknown, keep the row (counted wrong).
         label = 0
     return {"video": video, "label": np.int32(label), "index": np.int32(index), "valid": np.bool_(True),
-            "decode_ok": np.bool_(ok)}
+            "decode_ok": np.bool_(ok), "events": bad_videos.encode_events(events)}
 
 
 class _TrainMap:
@@ -178,11 +172,12 @@ def _to_iter(ds: grain.MapDataset, cfg) -> grain.IterDataset:
 class TrainIterator(grain.DatasetIterator):
   """Per-process training batches; counts replaced bad videos; state = grain state + the count."""
 
-  def __init__(self, inner: grain.DatasetIterator, source, local_batch: int):
+  def __init__(self, inner: grain.DatasetIterator, source, local_batch: int, bad_log: bad_videos.BadVideoLog):
     super().__init__(inner)
     self._inner = inner
     self.source = source
     self.local_batch = local_batch
+    self.bad_log = bad_log
     self.bad_videos = 0
     self.recent_bad: list[tuple[int, str]] = []
 
@@ -190,12 +185,11 @@ class TrainIterator(grain.DatasetIterator):
     batch = dict(next(self._inner))
     n_bad = batch.pop("n_bad")
     bad_index = batch.pop("bad_index")
+    self.bad_log.record_encoded(batch.pop("events"))  # One line per file, the first time it is met.
     if n_bad.any():
       self.recent_bad.extend((int(i), self.source.name(int(i))) for i in bad_index[bad_index >= 0])
       del self.recent_bad[:-100]
       self.bad_videos += int(n_bad.sum())
-      log.warning("%d bad videos replaced in this batch (%d so far on this process), e.g. %s",
-                  int(n_bad.sum()), self.bad_videos, self.recent_bad[-1][1])
     return batch
 
   def get_state(self) -> dict[str, Any]:
@@ -234,14 +228,16 @@ def make_train_iterator(data_cfg, *, split: str = "train", seed: int | None = No
   reader = _ClipReader(source, host, cfg, train=True)
   ds = grain.MapDataset.range(len(host)).shuffle(seed=seed).repeat(None)
   ds = ds.random_map(_TrainMap(reader), seed=seed).batch(local_b, drop_remainder=True)
-  return TrainIterator(iter(_to_iter(ds, data_cfg)), source, local_b)
+  bad_log = bad_videos.for_path(data_cfg.bad_video_log, process_index, process_count)
+  return TrainIterator(iter(_to_iter(ds, data_cfg)), source, local_b, bad_log)
 
 
 class EvalIterator:
   """One pass of evaluation batches; records which videos failed to decode (index, name)."""
 
-  def __init__(self, inner, source, num_batches: int, num_videos: int):
+  def __init__(self, inner, source, num_batches: int, num_videos: int, bad_log: bad_videos.BadVideoLog):
     self._inner = inner
+    self.bad_log = bad_log
     self.source = source
     self.num_batches = num_batches  # Same on every process.
     self.num_videos = num_videos  # Videos of this process (valid rows it will yield).
@@ -254,7 +250,8 @@ class EvalIterator:
     return self.num_batches
 
   def __next__(self) -> dict[str, np.ndarray]:
-    batch = next(self._inner)
+    batch = dict(next(self._inner))
+    self.bad_log.record_encoded(batch.pop("events"))
     failed = batch["valid"] & ~batch["decode_ok"]
     for i in batch["index"][failed]:
       self.decode_failures.append((int(i), self.source.name(int(i))))
@@ -283,7 +280,8 @@ def make_eval_iterator(data_cfg, *, split: str = "val", clips: int | None = None
   num_batches = max(math.ceil(longest / local_b), 1)
   reader = _ClipReader(source, host, data_cfg, train=False, clips=clips, crops=crops)
   ds = grain.MapDataset.range(num_batches * local_b).map(_EvalMap(reader)).batch(local_b)
-  return EvalIterator(iter(_to_iter(ds, data_cfg)), source, num_batches, len(host))
+  bad_log = bad_videos.for_path(data_cfg.bad_video_log, process_index, process_count)
+  return EvalIterator(iter(_to_iter(ds, data_cfg)), source, num_batches, len(host), bad_log)
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh, batch_axes: Sequence[str] = ("data", "fsdp")):

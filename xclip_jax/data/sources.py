@@ -42,11 +42,15 @@ class EncodedVideo:
 
 
 def load_frames(item: EncodedVideo, pick: Callable[[int], np.ndarray], *, backend: str = "pyav", threads: int = 1,
-                short_side: int | None = None, min_frames: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
-  """Decodes the frames `pick(num_frames)` chooses; raises `decode.VideoDecodeError` naming the video."""
+                short_side: int | None = None, min_frames: int = 1,
+                on_warning: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+  """Decodes the frames `pick(num_frames)` chooses; raises `decode.VideoDecodeError` naming the video.
+
+  `on_warning` is told when a cut-off file was sampled from its decodable part (see `decode.read_frames`).
+  """
   if item.kind in ("file", "bytes"):
     return decode.read_frames(item.data, pick, backend=backend, threads=threads, short_side=short_side,
-                              name=item.name, min_frames=min_frames)
+                              name=item.name, min_frames=min_frames, on_warning=on_warning)
   if item.kind == "jpegs":
     from PIL import Image
 

@@ -79,8 +79,9 @@ class Evaluator:
         videos=totals["count"], decode_failures=totals["decode_failures"], num_classes=len(class_names),
         views=f"{clips}x{crops}", failed_videos=[name for _, name in iterator.decode_failures])
     if result.decode_failures:
-      logging.warning("%d of %d videos failed to decode and count as errors (this process: %s)",
-                      result.decode_failures, result.videos, result.failed_videos[:10])
+      # Each file was named once already, the first time it was met (see `data.bad_videos`).
+      logging.warning("%d of %d videos failed to decode and count as errors", result.decode_failures,
+                      result.videos)
     return result
 
 

@@ -1,0 +1,179 @@
+"""Evaluating a model on a labelled folder of videos: accuracy, per-class accuracy, confusion, worst videos.
+
+    dataset = labelled_set("/data/ucf101", label_list="/data/ucf101/test.txt", class_csv="ucf_101")
+    dataset = labelled_set("my_videos/")           # or: one sub-folder per class (folder name = class name)
+    report = evaluate_labelled_set(model, dataset, clips=4)
+    report.top1, report.per_class_accuracy, report.confusion, report.worst(8)
+
+Every video of the set is in the denominator: a file that cannot be read counts as an error (listed in
+`failures`, counted per class in `failed_per_class`), as in the training pipeline's evaluation. Views and
+batching are those of `video_files.classify_videos`. (`evaluator.Evaluator` computes its counts on device
+inside the training loop and keeps no per-video outputs, so these metrics are computed here, in numpy.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from xclip_jax.data import labels
+from xclip_jax.evaluation import video_files
+
+
+@dataclasses.dataclass
+class LabelledSet:
+  """Videos with their true class: `videos[i]` is of class `class_names[labels[i]]`."""
+
+  class_names: list[str]
+  videos: list[str]
+  labels: np.ndarray  # (N,) int64
+
+
+def labelled_set(root: str | os.PathLike, *, label_list: str | os.PathLike | None = None,
+                 class_csv: str | None = None,
+                 extensions: Sequence[str] = video_files.VIDEO_EXTENSIONS) -> LabelledSet:
+  """A labelled set from an official label list, or from one sub-folder per class.
+
+  Args:
+    root: the folder the videos are in.
+    label_list: official `<relative path> <label id>` list (paths relative to `root`); needs `class_csv`.
+    class_csv: `id,name` CSV or a shipped list name (`kinetics_400`, `ucf_101`, ...). Without a label list
+      it is optional: sub-folders are then matched to its names ignoring case, spaces and underscores.
+    extensions: what counts as a video in the sub-folders.
+
+  Without `label_list`, every sub-folder of `root` holding videos (searched recursively) is a class, named
+  after the folder with underscores as spaces, in sorted order.
+  """
+  root = pathlib.Path(root)
+  if not root.is_dir():
+    raise video_files.VideoInputError(f"{root}: no such folder")
+  if label_list is not None:
+    if class_csv is None:
+      raise ValueError("a label list needs the class names: pass class_csv (an id,name CSV or a shipped list name)")
+    names = labels.read_class_names(class_csv)
+    records = labels.read_label_list(str(label_list), str(root), num_classes=len(names))
+    return LabelledSet(names, [r.path for r in records], np.array([r.label for r in records], np.int64))
+  extensions = tuple(e.lower() for e in extensions)
+  loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+  if loose:
+    raise video_files.VideoInputError(f"{root}: videos {loose[:3]} are in no class sub-folder (one sub-folder per "
+                                      f"class expected, or pass label_list=)")
+  folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+  per_class = {f: sorted(str(v) for v in f.rglob("*") if v.is_file() and v.suffix.lower() in extensions)
+               for f in folders}
+  per_class = {f: v for f, v in per_class.items() if v}
+  if not per_class:
+    raise video_files.VideoInputError(f"{root}: no sub-folders with videos (one sub-folder per class expected, "
+                                      f"or pass label_list=)")
+  if class_csv is not None:
+    names = labels.read_class_names(class_csv)
+    table = {_key(n): i for i, n in enumerate(names)}
+    unknown = [f.name for f in per_class if _key(f.name) not in table]
+    if unknown:
+      raise labels.LabelFileError(f"{root}: sub-folders {unknown[:5]} match no class of {class_csv}")
+    ids = {f: table[_key(f.name)] for f in per_class}
+  else:
+    names = [f.name.replace("_", " ") for f in per_class]
+    ids = {f: i for i, f in enumerate(per_class)}
+  videos = [v for f in per_class for v in per_class[f]]
+  label_ids = [ids[f] for f in per_class for _ in per_class[f]]
+  return LabelledSet(names, videos, np.array(label_ids, np.int64))
+
+
+def _key(name: str) -> str:
+  return "".join(name.replace("_", " ").split()).lower()
+
+
+@dataclasses.dataclass
+class SetEvaluation:
+  """Predictions and metrics of a labelled set. Percentages; every video counts (failures as errors).
+
+  Attributes:
+    class_names: the K classes.
+    predictions: one `VideoPrediction` per video, in the set's order.
+    labels: (N,) true class ids.
+    top1, top5: accuracy in percent over all N videos.
+    per_class_accuracy: (K,) top-1 percent per true class (NaN for a class without videos).
+    confusion: (K, K) counts, row = true class, column = top-1 prediction, over videos that decoded.
+    failed_per_class: (K,) videos per true class that could not be read (not in `confusion`).
+    failures: (path, error) of every video that could not be read.
+    views: "clips x crops".
+  """
+
+  class_names: list[str]
+  predictions: list[video_files.VideoPrediction]
+  labels: np.ndarray
+  top1: float
+  top5: float
+  per_class_accuracy: np.ndarray
+  confusion: np.ndarray
+  failed_per_class: np.ndarray
+  failures: list[tuple[str, str]]
+  views: str
+
+  @property
+  def chance(self) -> float:
+    return 100.0 / len(self.class_names)
+
+  def worst(self, n: int = 10) -> list[dict[str, Any]]:
+    """The n decoded videos whose true class got the lowest probability, worst first.
+
+    Each: path, true (class name), p_true, predicted (top-3 as (name, probability)), correct (top-1).
+    """
+    rows = []
+    for p, label in zip(self.predictions, self.labels, strict=True):
+      if p.probabilities is None:
+        continue
+      top3 = p.top(self.class_names, 3)
+      rows.append({"path": p.path, "true": self.class_names[int(label)], "p_true": float(p.probabilities[label]),
+                   "predicted": top3, "correct": top3[0][0] == self.class_names[int(label)]})
+    return sorted(rows, key=lambda r: r["p_true"])[:n]
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-ready summary (no per-video probabilities)."""
+    return {"top1": self.top1, "top5": self.top5, "chance": self.chance, "videos": len(self.predictions),
+            "decode_failures": len(self.failures), "views": self.views, "class_names": self.class_names,
+            "per_class_accuracy": [None if np.isnan(a) else float(a) for a in self.per_class_accuracy],
+            "confusion": self.confusion.tolist(), "failed_per_class": self.failed_per_class.tolist(),
+            "failures": [list(f) for f in self.failures], "worst": self.worst(10)}
+
+
+def metrics(predictions: Sequence[video_files.VideoPrediction], true_labels: np.ndarray,
+            class_names: Sequence[str], views: str = "1x1") -> SetEvaluation:
+  """Metrics of predictions against true labels (failed predictions count as errors)."""
+  true_labels = np.asarray(true_labels, np.int64)
+  k, n = len(class_names), len(predictions)
+  if len(true_labels) != n:
+    raise ValueError(f"{n} predictions but {len(true_labels)} labels")
+  confusion = np.zeros((k, k), np.int64)
+  failed = np.zeros(k, np.int64)
+  correct1 = correct5 = 0
+  for p, label in zip(predictions, true_labels, strict=True):
+    if p.probabilities is None:
+      failed[label] += 1
+      continue
+    order = np.argsort(-p.probabilities, kind="stable")
+    confusion[label, order[0]] += 1
+    correct1 += int(order[0] == label)
+    correct5 += int(label in order[:5])
+  per_class_total = np.bincount(true_labels, minlength=k)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    per_class = np.where(per_class_total > 0, 100.0 * np.diag(confusion) / per_class_total, np.nan)
+  return SetEvaluation(
+      class_names=list(class_names), predictions=list(predictions), labels=true_labels,
+      top1=100.0 * correct1 / max(n, 1), top5=100.0 * correct5 / max(n, 1), per_class_accuracy=per_class,
+      confusion=confusion, failed_per_class=failed,
+      failures=[(p.path, p.error) for p in predictions if p.probabilities is None], views=views)
+
+
+def evaluate_labelled_set(model, dataset: LabelledSet, *, clips: int = 1, crops: int = 1, batch_size: int = 8,
+                          workers: int | None = None, progress: bool = True) -> SetEvaluation:
+  """Classifies every video of `dataset` against its class names and measures the result."""
+  predictions = video_files.classify_videos(model, dataset.videos, dataset.class_names, clips=clips, crops=crops,
+                                            batch_size=batch_size, workers=workers, progress=progress)
+  return metrics(predictions, dataset.labels, dataset.class_names, views=f"{clips}x{crops}")
