@@ -113,6 +113,25 @@ def write_class_names(names: Sequence[str], csv_path: str) -> None:
       writer.writerow([i, name])
 
 
+# Word boundaries inside an identifier: "EyeMakeup" (lower -> upper) and "HTTPServer" (acronym -> word).
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def readable_class_name(name: str) -> str:
+  """A folder- or identifier-style class name as words: "ApplyEyeMakeup" -> "apply eye makeup".
+
+  A name without spaces is split at underscores and CamelCase boundaries and lower-cased ("playing_guitar"
+  -> "playing guitar", "YoYo" -> "yo yo"); a name that already has spaces only gets its underscores turned
+  into spaces, so word lists (Kinetics, HMDB-51) come back unchanged. UCF-101's names (the shipped
+  `ucf_101` list, TFDS ucf101, the dataset's folders) are CamelCase, which a text encoder reads better as
+  words. The official zero-shot protocol used them as they are, so this is an option, never the default.
+  """
+  name = " ".join(name.replace("_", " ").split())
+  if " " in name or not name:
+    return name
+  return _CAMEL_BOUNDARY.sub(" ", name).lower()
+
+
 def parse_label_line(line: str, *, list_path: str, lineno: int, num_classes: int | None) -> tuple[str, int] | None:
   """Parses `<relative path> <label id>`; returns None for blank lines and `#` comments."""
   text = line.strip()

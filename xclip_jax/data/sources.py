@@ -138,6 +138,7 @@ class TfdsSource:
 
     self._ds = tfds.data_source(name, split=split, data_dir=data_dir,
                                 decoders={video_key: tfds.decode.SkipDecoding()})
+    self._args = (name, split, data_dir)
     self._video_key, self._label_key = video_key, label_key
     tfds_names = list(self._ds.dataset_info.features[label_key].names)
     self.dataset = f"{name}[{split}]"
@@ -162,6 +163,15 @@ class TfdsSource:
 
   def name(self, i: int) -> str:
     return f"{self.dataset}#{int(i)}"
+
+  def labels(self) -> np.ndarray:
+    """(N,) label ids of every example (remapped as `[i].label`), parsing only the label feature."""
+    import tensorflow_datasets as tfds
+
+    name, split, data_dir = self._args
+    only_labels = tfds.data_source(name, split=split, data_dir=data_dir,
+                                   decoders=tfds.decode.PartialDecoding({self._label_key: True}))
+    return np.array([self._remap[int(only_labels[i][self._label_key])] for i in range(len(only_labels))], np.int64)
 
   def host_indices(self, process_index: int, process_count: int) -> np.ndarray:
     return _strided(len(self), process_index, process_count)

@@ -2,7 +2,9 @@
 
     dataset = labelled_set("/data/ucf101", label_list="/data/ucf101/test.txt", class_csv="ucf_101")
     dataset = labelled_set("my_videos/")           # or: one sub-folder per class (folder name = class name)
-    report = evaluate_labelled_set(model, dataset, clips=4)
+    dataset = tfds_labelled_set("ucf101/ucf101_1_256", "test", readable_names=True)   # or a TFDS split
+    dataset = open_set("sample:ucf101-subset/test", readable_names=True)   # any of these from one string
+    report = evaluate_labelled_set(model, dataset.subset(200), clips=4, crops=3)
     report.top1, report.per_class_accuracy, report.confusion, report.worst(8)
 
 Every video of the set is in the denominator: a file that cannot be read counts as an error (listed in
@@ -27,15 +29,45 @@ from xclip_jax.evaluation import video_files
 
 @dataclasses.dataclass
 class LabelledSet:
-  """Videos with their true class: `videos[i]` is of class `class_names[labels[i]]`."""
+  """Videos with their true class: `videos[i]` is of class `class_names[labels[i]]`.
+
+  A video is a file path or a `video_files.SourceVideo` (an item of a TFDS split, read when classified).
+  """
 
   class_names: list[str]
-  videos: list[str]
+  videos: list[video_files.Video]
   labels: np.ndarray  # (N,) int64
+
+  def __len__(self) -> int:
+    return len(self.videos)
+
+  def subset(self, max_videos: int | None) -> LabelledSet:
+    """At most `max_videos` videos, taken from every class in turn (first of each class, then second, ...).
+
+    Keeps the set's order among the chosen ones, so a smaller evaluation still covers every class.
+    """
+    if max_videos is None or max_videos >= len(self.videos):
+      return self
+    if max_videos < 1:
+      raise ValueError(f"max_videos must be >= 1 (or None for all), got {max_videos}")
+    rank = np.zeros(len(self.labels), np.int64)  # position of each video within its class
+    seen: dict[int, int] = {}
+    for i, label in enumerate(self.labels.tolist()):
+      rank[i], seen[label] = seen.get(label, 0), seen.get(label, 0) + 1
+    chosen = np.sort(np.lexsort((np.arange(len(rank)), rank))[:max_videos])
+    return LabelledSet(list(self.class_names), [self.videos[i] for i in chosen], self.labels[chosen])
+
+  def readable(self) -> LabelledSet:
+    """The same set with class names as words (`labels.readable_class_name`: "ApplyEyeMakeup" -> "apply eye makeup")."""
+    names = [labels.readable_class_name(n) for n in self.class_names]
+    if len(set(names)) != len(names):
+      clashes = sorted({n for n in names if names.count(n) > 1})
+      raise labels.LabelFileError(f"readable class names would clash: {clashes}")
+    return LabelledSet(names, list(self.videos), self.labels)
 
 
 def labelled_set(root: str | os.PathLike, *, label_list: str | os.PathLike | None = None,
-                 class_csv: str | None = None,
+                 class_csv: str | None = None, readable_names: bool = False,
                  extensions: Sequence[str] = video_files.VIDEO_EXTENSIONS) -> LabelledSet:
   """A labelled set from an official label list, or from one sub-folder per class.
 
@@ -44,6 +76,8 @@ def labelled_set(root: str | os.PathLike, *, label_list: str | os.PathLike | Non
     label_list: official `<relative path> <label id>` list (paths relative to `root`); needs `class_csv`.
     class_csv: `id,name` CSV or a shipped list name (`kinetics_400`, `ucf_101`, ...). Without a label list
       it is optional: sub-folders are then matched to its names ignoring case, spaces and underscores.
+    readable_names: give the model the class names as words ("ApplyEyeMakeup" -> "apply eye makeup", see
+      `labels.readable_class_name`) instead of as written in the CSV or folder names.
     extensions: what counts as a video in the sub-folders.
 
   Without `label_list`, every sub-folder of `root` holding videos (searched recursively) is a class, named
@@ -57,7 +91,8 @@ def labelled_set(root: str | os.PathLike, *, label_list: str | os.PathLike | Non
       raise ValueError("a label list needs the class names: pass class_csv (an id,name CSV or a shipped list name)")
     names = labels.read_class_names(class_csv)
     records = labels.read_label_list(str(label_list), str(root), num_classes=len(names))
-    return LabelledSet(names, [r.path for r in records], np.array([r.label for r in records], np.int64))
+    dataset = LabelledSet(names, [r.path for r in records], np.array([r.label for r in records], np.int64))
+    return dataset.readable() if readable_names else dataset
   extensions = tuple(e.lower() for e in extensions)
   loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in extensions)
   if loose:
@@ -82,7 +117,58 @@ def labelled_set(root: str | os.PathLike, *, label_list: str | os.PathLike | Non
     ids = {f: i for i, f in enumerate(per_class)}
   videos = [v for f in per_class for v in per_class[f]]
   label_ids = [ids[f] for f in per_class for _ in per_class[f]]
-  return LabelledSet(names, videos, np.array(label_ids, np.int64))
+  dataset = LabelledSet(names, videos, np.array(label_ids, np.int64))
+  return dataset.readable() if readable_names else dataset
+
+
+def tfds_labelled_set(name: str, split: str, *, data_dir: str | None = None, class_csv: str | None = None,
+                      readable_names: bool = False) -> LabelledSet:
+  """A TFDS video split (e.g. "ucf101/ucf101_1_256", "test") as a labelled set, read through `tfds.data_source`.
+
+  The videos are `SourceVideo`s: their frames stay JPEG-encoded on disk until classified. With `class_csv`
+  the TFDS labels are matched to its names (as in training: for ucf101 and the shipped `ucf_101` list the
+  ids agree); otherwise the TFDS class names are used. Needs tensorflow-datasets and the prepared split
+  (`data_dir`, default ~/tensorflow_datasets).
+  """
+  from xclip_jax.data import sources
+
+  source = sources.TfdsSource(name, split, data_dir, labels.read_class_names(class_csv) if class_csv else None)
+  dataset = LabelledSet(list(source.class_names), [video_files.SourceVideo(source, i) for i in range(len(source))],
+                        source.labels())
+  return dataset.readable() if readable_names else dataset
+
+
+def open_set(spec: str | os.PathLike, *, label_list: str | os.PathLike | None = None, class_csv: str | None = None,
+             readable_names: bool = False, tfds_data_dir: str | None = None,
+             max_videos: int | None = None) -> LabelledSet:
+  """A labelled set from one string, as a notebook parameter gives it.
+
+  Args:
+    spec: a folder (see `labelled_set`: one sub-folder per class, or with `label_list` + `class_csv`);
+      "tfds:<name>:<split>" (see `tfds_labelled_set`), e.g. "tfds:ucf101/ucf101_1_256:test"; or
+      "sample:<name>[/<sub-folder>]", a downloadable sample set (`xclip_jax.zoo.SAMPLE_DATASETS`), e.g.
+      "sample:ucf101-subset/test".
+    label_list, class_csv, readable_names: as for `labelled_set` (class_csv and readable_names for TFDS too).
+    tfds_data_dir: where TFDS keeps its prepared data sets.
+    max_videos: evaluate at most this many, spread over the classes (`LabelledSet.subset`).
+  """
+  text = os.fspath(spec)
+  if text.startswith("tfds:"):
+    name, _, split = text.removeprefix("tfds:").partition(":")
+    if not name or not split:
+      raise ValueError(f"{text!r}: a TFDS split is written tfds:<name>:<split>, e.g. tfds:ucf101/ucf101_1_256:test")
+    dataset = tfds_labelled_set(name, split, data_dir=tfds_data_dir, class_csv=class_csv,
+                                readable_names=readable_names)
+  else:
+    if text.startswith("sample:"):
+      from xclip_jax import zoo
+
+      name, _, sub_folder = text.removeprefix("sample:").partition("/")
+      root = zoo.sample_dataset(name) / sub_folder
+    else:
+      root = pathlib.Path(text)
+    dataset = labelled_set(root, label_list=label_list, class_csv=class_csv, readable_names=readable_names)
+  return dataset.subset(max_videos)
 
 
 def _key(name: str) -> str:
@@ -103,6 +189,7 @@ class SetEvaluation:
     failed_per_class: (K,) videos per true class that could not be read (not in `confusion`).
     failures: (path, error) of every video that could not be read.
     views: "clips x crops".
+    videos: the videos evaluated (paths or `SourceVideo`s), for showing their frames; `worst` rows index it.
   """
 
   class_names: list[str]
@@ -115,6 +202,7 @@ class SetEvaluation:
   failed_per_class: np.ndarray
   failures: list[tuple[str, str]]
   views: str
+  videos: list[video_files.Video] | None = None
 
   @property
   def chance(self) -> float:
@@ -123,15 +211,17 @@ class SetEvaluation:
   def worst(self, n: int = 10) -> list[dict[str, Any]]:
     """The n decoded videos whose true class got the lowest probability, worst first.
 
-    Each: path, true (class name), p_true, predicted (top-3 as (name, probability)), correct (top-1).
+    Each: index (in `predictions` and `videos`), path, true (class name), p_true, predicted (top-3 as
+    (name, probability)), correct (top-1).
     """
     rows = []
-    for p, label in zip(self.predictions, self.labels, strict=True):
+    for index, (p, label) in enumerate(zip(self.predictions, self.labels, strict=True)):
       if p.probabilities is None:
         continue
       top3 = p.top(self.class_names, 3)
-      rows.append({"path": p.path, "true": self.class_names[int(label)], "p_true": float(p.probabilities[label]),
-                   "predicted": top3, "correct": top3[0][0] == self.class_names[int(label)]})
+      rows.append({"index": index, "path": p.path, "true": self.class_names[int(label)],
+                   "p_true": float(p.probabilities[label]), "predicted": top3,
+                   "correct": top3[0][0] == self.class_names[int(label)]})
     return sorted(rows, key=lambda r: r["p_true"])[:n]
 
   def to_dict(self) -> dict[str, Any]:
@@ -144,7 +234,8 @@ class SetEvaluation:
 
 
 def metrics(predictions: Sequence[video_files.VideoPrediction], true_labels: np.ndarray,
-            class_names: Sequence[str], views: str = "1x1") -> SetEvaluation:
+            class_names: Sequence[str], views: str = "1x1",
+            videos: Sequence[video_files.Video] | None = None) -> SetEvaluation:
   """Metrics of predictions against true labels (failed predictions count as errors)."""
   true_labels = np.asarray(true_labels, np.int64)
   k, n = len(class_names), len(predictions)
@@ -168,7 +259,8 @@ def metrics(predictions: Sequence[video_files.VideoPrediction], true_labels: np.
       class_names=list(class_names), predictions=list(predictions), labels=true_labels,
       top1=100.0 * correct1 / max(n, 1), top5=100.0 * correct5 / max(n, 1), per_class_accuracy=per_class,
       confusion=confusion, failed_per_class=failed,
-      failures=[(p.path, p.error) for p in predictions if p.probabilities is None], views=views)
+      failures=[(p.path, p.error) for p in predictions if p.probabilities is None], views=views,
+      videos=list(videos) if videos is not None else [p.path for p in predictions])
 
 
 def evaluate_labelled_set(model, dataset: LabelledSet, *, clips: int = 1, crops: int = 1, batch_size: int = 8,
@@ -176,4 +268,4 @@ def evaluate_labelled_set(model, dataset: LabelledSet, *, clips: int = 1, crops:
   """Classifies every video of `dataset` against its class names and measures the result."""
   predictions = video_files.classify_videos(model, dataset.videos, dataset.class_names, clips=clips, crops=crops,
                                             batch_size=batch_size, workers=workers, progress=progress)
-  return metrics(predictions, dataset.labels, dataset.class_names, views=f"{clips}x{crops}")
+  return metrics(predictions, dataset.labels, dataset.class_names, views=f"{clips}x{crops}", videos=dataset.videos)

@@ -9,7 +9,8 @@ side 256/224 of the input size + centre crop, or 3 crops); probabilities are the
 views. Videos are decoded ahead on host threads (PyAV and PIL release the GIL) while the device runs the
 previous batch; batches keep one shape (the last is padded), so the model compiles once. A file that cannot
 be read gets its error in its result and the others are classified. `sampled_frames` returns the frames
-a prediction looked at, for display.
+a prediction looked at, for display. Videos that are not files (a TFDS split, ArrayRecord shards) are passed
+as `SourceVideo(source, index)`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import json
 import os
 import pathlib
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from xclip_jax import atomic_io
-from xclip_jax.data import decode, sampling, transforms
+from xclip_jax.data import decode, sampling, sources, transforms
 
 # Extensions a folder is searched for (lower case); files named explicitly are read whatever their name.
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
@@ -142,14 +145,44 @@ def find_videos(inputs: Iterable[str | os.PathLike], *, extensions: Sequence[str
 # Frames.
 
 
-def sampled_frames(path: str, frames: int, *, clips: int = 1, short_side: int | None = None) -> np.ndarray:
-  """(clips, frames, H, W, 3) uint8: the frames the classifier samples from `path`, uncropped, as displayed.
+@dataclasses.dataclass(frozen=True)
+class SourceVideo:
+  """Video `index` of a data source (`xclip_jax.data.sources`: TFDS, ArrayRecord shards, label lists).
 
-  `short_side` resizes them (aspect kept) for display; None keeps the file's size.
-  Raises `decode.VideoDecodeError` naming the file if it cannot be read.
+  Everything here that takes a video path takes one of these too; the item is read (from disk, on a decoding
+  thread) only when its frames are needed, so a whole TFDS split is never held in memory.
   """
-  picked, _, _ = decode.read_frames(path, lambda n: _multiview(n, frames, clips), short_side=short_side,
-                                    on_warning=lambda message: None)
+
+  source: Any
+  index: int
+
+  def __str__(self) -> str:
+    return self.source.name(self.index)
+
+
+Video = str | os.PathLike | SourceVideo
+_SOURCE_READS = threading.Lock()  # data sources are not documented as thread-safe: read items one at a time
+
+
+def _read_frames(video: Video, pick: Callable[[int], np.ndarray], *, short_side: int | None,
+                 on_warning: Callable[[str], None] | None) -> np.ndarray:
+  if isinstance(video, SourceVideo):
+    with _SOURCE_READS:
+      item = video.source[video.index]
+    picked, _, _ = sources.load_frames(item, pick, short_side=short_side, on_warning=on_warning)
+  else:
+    picked, _, _ = decode.read_frames(os.fspath(video), pick, short_side=short_side, on_warning=on_warning)
+  return picked
+
+
+def sampled_frames(video: Video, frames: int, *, clips: int = 1, short_side: int | None = None) -> np.ndarray:
+  """(clips, frames, H, W, 3) uint8: the frames the classifier samples from `video`, uncropped, as displayed.
+
+  `video` is a file path or a `SourceVideo`. `short_side` resizes them (aspect kept) for display; None keeps
+  the video's size. Raises `decode.VideoDecodeError` naming the video if it cannot be read.
+  """
+  picked = _read_frames(video, lambda n: _multiview(n, frames, clips), short_side=short_side,
+                        on_warning=lambda message: None)
   return picked.reshape(clips, frames, *picked.shape[1:])
 
 
@@ -157,12 +190,12 @@ def _multiview(num_frames: int, frames: int, clips: int) -> np.ndarray:
   return sampling.multiview_indices(num_frames, frames, clips, mode="segment", multiview="uniform", rng=None)
 
 
-def video_views(path: str, *, frames: int, size: int, clips: int = 1, crops: int = 1,
+def video_views(video: Video, *, frames: int, size: int, clips: int = 1, crops: int = 1,
                 on_warning: Callable[[str], None] | None = None) -> np.ndarray:
-  """(crops x clips, frames, size, size, 3) uint8: the model's input views of one file (official test views)."""
+  """(crops x clips, frames, size, size, 3) uint8: the model's input views of one video (official test views)."""
   short = int(256 / 224 * size)
-  picked, _, _ = decode.read_frames(path, lambda n: _multiview(n, frames, clips),
-                                    short_side=size if crops == 3 else short, on_warning=on_warning)
+  picked = _read_frames(video, lambda n: _multiview(n, frames, clips), short_side=size if crops == 3 else short,
+                        on_warning=on_warning)
   return transforms.test_views(picked, clips=clips, crops=crops, input_size=size, short=short)
 
 
@@ -170,20 +203,20 @@ def video_views(path: str, *, frames: int, size: int, clips: int = 1, crops: int
 # Classifying.
 
 
-def _load(path: str, frames: int, size: int, clips: int,
+def _load(video: Video, frames: int, size: int, clips: int,
           crops: int) -> tuple[np.ndarray | None, str | None, str | None]:
-  """(views, error, warning) of one file; never raises for a bad file (runs on a host thread)."""
+  """(views, error, warning) of one video; never raises for a bad video (runs on a host thread)."""
   notes: list[str] = []
   try:
-    views = video_views(path, frames=frames, size=size, clips=clips, crops=crops, on_warning=notes.append)
+    views = video_views(video, frames=frames, size=size, clips=clips, crops=crops, on_warning=notes.append)
   except decode.VideoDecodeError as e:
     return None, e.reason, None
   except Exception as e:  # One unreadable file must not stop the others; its row says why.
     return None, f"{type(e).__name__}: {e}", None
-  return views, None, "; ".join(n.removeprefix(f"{path}: ") for n in notes) or None
+  return views, None, "; ".join(n.removeprefix(f"{video}: ") for n in notes) or None
 
 
-def iter_classify_videos(model, videos: Sequence[str], class_names: Sequence[str], *, clips: int = 1,
+def iter_classify_videos(model, videos: Sequence[Video], class_names: Sequence[str], *, clips: int = 1,
                          crops: int = 1, batch_size: int = 8, workers: int | None = None,
                          progress: bool = True) -> Iterator[VideoPrediction]:
   """Yields a `VideoPrediction` per video, in input order, as batches finish (see `classify_videos`)."""
@@ -220,7 +253,7 @@ def iter_classify_videos(model, videos: Sequence[str], class_names: Sequence[str
       probabilities = np.asarray(probabilities, np.float32).reshape(batch_size, views_per_video, -1).mean(axis=1)
     for row, (path, (views, error, warning)) in enumerate(loaded):
       bar.update(1)
-      yield VideoPrediction(path, probabilities[row] if views is not None else None, error, warning)
+      yield VideoPrediction(str(path), probabilities[row] if views is not None else None, error, warning)
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
     # Decode ahead: at most two batches queued beyond the one being assembled, so memory stays bounded.
@@ -255,13 +288,13 @@ def iter_classify_videos(model, videos: Sequence[str], class_names: Sequence[str
       bar.close()
 
 
-def classify_videos(model, videos: Sequence[str], class_names: Sequence[str], *, clips: int = 1, crops: int = 1,
+def classify_videos(model, videos: Sequence[Video], class_names: Sequence[str], *, clips: int = 1, crops: int = 1,
                     batch_size: int = 8, workers: int | None = None, progress: bool = True) -> list[VideoPrediction]:
   """Classifies video files against any class names, batched on the device.
 
   Args:
     model: an `xclip_jax.InferenceModel` (`xclip_jax.load_model`).
-    videos: file paths (see `find_videos`).
+    videos: file paths (see `find_videos`) or `SourceVideo`s.
     class_names: the classes to choose from (open set: any names).
     clips, crops: views per video (clips x crops; crops 1 or 3).
     batch_size: videos per device batch (each with clips x crops views).
