@@ -38,6 +38,9 @@ def _hub_failure(repo_id: str, what: str, error: BaseException, repo_type: str =
   from huggingface_hub import errors
 
   if isinstance(error, errors.RepositoryNotFoundError):
+    if repo_type != "model":
+      return ZooError(f"No HF hub {repo_type} repo {repo_id!r} (a private or gated repo needs `hf auth login` or "
+                      f"HF_TOKEN).")
     return UnknownModelError(unknown_model_message(
         repo_id, f"No HF hub {repo_type} repo {repo_id!r} (a private or gated repo needs `hf auth login` or "
                  f"HF_TOKEN)"))
@@ -60,15 +63,15 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
   return (*caught, httpx2.HTTPError)
 
 
-def resolve_commit(repo_id: str, revision: str | None = None) -> str:
+def resolve_commit(repo_id: str, revision: str | None = None, repo_type: str = "model") -> str:
   """The commit a revision (default: main) points to; offline, from the HF cache's refs."""
   import huggingface_hub
 
   try:  # offline: straight from the cache's refs (no "could not reach the Hub" warning)
-    return huggingface_hub.resolve_revision(repo_id, revision=revision,
+    return huggingface_hub.resolve_revision(repo_id, repo_type=repo_type, revision=revision,
                                             local_files_only=huggingface_hub.is_offline_mode()).resolved
   except _hub_errors() as error:
-    raise _hub_failure(repo_id, f"revision {revision or 'main'}", error) from error
+    raise _hub_failure(repo_id, f"revision {revision or 'main'}", error, repo_type=repo_type) from error
 
 
 def read_config(repo_id: str, commit: str) -> dict:
