@@ -169,3 +169,45 @@ def test_notebook_cells_are_valid_python():
     if cell.cell_type == "code":
       source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith("%"))
       compile(source, "<cell>", "exec")
+
+
+def _install_cell_namespace(**parameters) -> dict:
+  """Runs the install cell's code (with `parameters`) in a fresh namespace and returns it."""
+  [cell] = [c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "def jax_requirement" in c.source]
+  namespace = dict(parameters)
+  exec(compile(cell.source, "<install cell>", "exec"), namespace)
+  return namespace
+
+
+def test_install_cell_pins_what_the_project_pins(capsys):
+  namespace = _install_cell_namespace(INSTALL=True)  # xclip_jax is installed here: nothing to do
+  assert capsys.readouterr().out.strip() == f"xclip_jax {namespace['XCLIP_JAX_VERSION']} is already installed"
+  pyproject = (zoo_fixtures.REPO_ROOT / "pyproject.toml").read_text()
+  requirements = (zoo_fixtures.REPO_ROOT / "requirements.txt").read_text().splitlines()
+  assert f'version = "{namespace["XCLIP_JAX_VERSION"]}"' in pyproject
+  assert f"jax=={namespace['JAX_VERSION']}" in requirements and f"flax=={namespace['FLAX_VERSION']}" in requirements
+  assert namespace["REPO_URL"] == "https://github.com/xclip-jax/xclip_jax"
+
+
+@pytest.mark.parametrize("smi_output, expected", [
+    ("550.54.15, 7.5", "jax[cuda12]"),   # driver older than 580: CUDA 12 wheels
+    ("580.65.06, 9.0", "jax[cuda13]"),   # CUDA 13 needs driver 580+ ...
+    ("590.10, 7.0", "jax[cuda12]"),      # ... and compute capability 7.5+
+    (None, "jax"),                       # no nvidia-smi: CPU
+])
+def test_install_cell_picks_the_jax_build(tmp_path, monkeypatch, smi_output, expected):
+  namespace = _install_cell_namespace(INSTALL=False)
+  for variable in ("TPU_ACCELERATOR_TYPE", "COLAB_TPU_ADDR"):
+    monkeypatch.delenv(variable, raising=False)
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  if smi_output is not None:  # a stand-in for nvidia-smi answering the cell's query
+    script = bin_dir / "nvidia-smi"
+    script.write_text(f'#!/bin/sh\n[ "$1" = "--query-gpu=driver_version,compute_cap" ] && echo "{smi_output}"\n')
+    script.chmod(0o755)
+  monkeypatch.setenv("PATH", str(bin_dir))
+  if pathlib.Path("/dev/accel0").exists() or list(pathlib.Path("/dev").glob("vfio/[0-9]*")):
+    pytest.skip("this machine has TPU devices")
+  assert namespace["jax_requirement"]() == f"{expected}=={namespace['JAX_VERSION']}"
+  monkeypatch.setenv("TPU_ACCELERATOR_TYPE", "v5litepod-1")
+  assert namespace["jax_requirement"]() == f"jax[tpu]=={namespace['JAX_VERSION']}"
