@@ -1,11 +1,28 @@
 """The main job, shortened: `configs/demo.py:shrink=true` end to end in a fresh process (data generation,
-supervised training, multi-view evaluation, zero-shot, few-shot fine-tuning, results and table)."""
+supervised training, multi-view evaluation, zero-shot, few-shot fine-tuning, results, table and report)."""
 
 from __future__ import annotations
 
 import json
 
-from tests import training_fixtures
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import test_configs, training_fixtures
+from xclip_jax import protocols
+from xclip_jax.data import decode, labels, sampling, synthetic
+from xclip_jax.evaluation import report
+
+
+def test_demo_refuses_data_generated_with_another_seed(tmp_path):
+  synthetic.generate(str(tmp_path / "data"), seed=0, size=32, frames=16, style="plain", train_per_class=1,
+                     val_per_class=1, zero_shot_per_class=1, few_shot_train_per_class=2, quiet=True)
+  config = test_configs.load("demo.py", "seed=1")
+  config.data.synthetic_dir = str(tmp_path / "data")
+  with pytest.raises(ValueError, match=r"manifest.json was generated with other settings \(seed: 0 there vs 1"):
+    protocols.run_demo(config, tmp_path / "demo")
+  assert not (tmp_path / "demo").exists()  # stopped before writing anything
 
 
 def test_shortened_demo_end_to_end(tmp_path):
@@ -23,3 +40,29 @@ def test_shortened_demo_end_to_end(tmp_path):
   assert "X-CLIP demo on synthetic moving shapes" in result.stdout
   assert "zero-shot (4 unseen compositions)" in result.stdout
   assert (workdir / "supervised" / "checkpoints").is_dir() and (workdir / "few_shot" / "checkpoints").is_dir()
+  _check_report(workdir, tmp_path / "data", results, result.stdout)
+
+
+def _check_report(workdir, data_dir, results, stdout):
+  """report.png: one row per example (6 supervised, 3 zero-shot, 3 few-shot), each showing its video's
+  sampled frames where the layout puts them, and the curves on top."""
+  path = workdir / "report.png"
+  assert f"{path}" in stdout
+  rows = results["report"]["rows"]
+  assert [r["section"] for r in rows] == ["supervised"] * 6 + ["zero-shot"] * 3 + ["few-shot K=2"] * 3
+  for stage, section in (("supervised", "supervised"), ("zero_shot", "zero-shot"), ("few_shot", "few-shot K=2")):
+    classes = labels.read_class_names(str(data_dir / stage / "classes.csv"))
+    for row in (r for r in rows if r["section"] == section):
+      probabilities = [p for _, p in row["top3"]]
+      assert row["true"] in classes and all(c in classes for c, _ in row["top3"])
+      assert probabilities == sorted(probabilities, reverse=True) and 0 <= sum(probabilities) <= 1 + 1e-3
+      row["file"] = data_dir / "videos" / stage / "val" / row["video"]
+  image = np.asarray(Image.open(path).convert("RGB"))
+  layout = report.Layout()
+  assert (image.shape[1], image.shape[0]) == layout.size(len(rows), 8)
+  for i, row in enumerate(rows):
+    frames, _, _ = decode.read_frames(str(row["file"]), lambda n: sampling.segment_test(n, 8), name=row["video"])
+    for j, frame in enumerate(frames):
+      left, top, right, bottom = layout.frame_box(i, j, 8)
+      shown = image[top + 2:bottom - 2, left + 2:right - 2].reshape(-1, 3).mean(0)
+      np.testing.assert_allclose(shown, frame.reshape(-1, 3).mean(0), atol=6, err_msg=f"{row['video']} frame {j}")
