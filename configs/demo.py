@@ -90,6 +90,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "data": {"synthetic_task": "few_shot", "k_shot": 2, "k_shot_seed": args.seed, "batch_size": 8},
       "train": {"total_steps": 60, "lr": 2e-4, "warmup_epochs": 0},
       "eval": {"every_steps": -1},
+      "log_every_steps": 10,
   })
   # Example videos per evaluation in runs/demo/report.png (with the training curves).
   c.demo.report_examples = ml_collections.ConfigDict(dict(supervised=6, zero_shot=3, few_shot=3))
@@ -100,4 +101,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every_steps = 5
     c.eval.final_clips, c.eval.final_crops = 1, 1
     c.demo.few_shot.train.total_steps = 4
+    c.demo.few_shot.log_every_steps = 2
   return c

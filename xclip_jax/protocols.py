@@ -133,12 +133,12 @@ def _demo_report(workdir: pathlib.Path, rows: list[report_lib.ExampleRow], super
   few = report_lib.read_scalars(workdir / "few_shot", ("loss",))
   last_step = curves["loss"][0][-1:] if len(curves["loss"][0]) else np.array([0])
   panels = [
-      report_lib.Panel("supervised training", "loss", [report_lib.Curve("loss", *curves["loss"])]),
+      report_lib.Panel("supervised training", "loss", [report_lib.Curve("loss", *curves["loss"])], log_y=True),
       report_lib.Panel("supervised validation", "top-1 (%)", [
           report_lib.Curve("1 view, during training", *curves["eval/top1"]),
           report_lib.Curve(f"final, {supervised.views} views", last_step, np.array([supervised.top1]))],
           ylim=(0, 102)),
-      report_lib.Panel("few-shot fine-tuning", "loss", [report_lib.Curve("loss", *few["loss"])]),
+      report_lib.Panel("few-shot fine-tuning", "loss", [report_lib.Curve("loss", *few["loss"])], log_y=True),
   ]
   return report_lib.write_report(workdir / "report.png", rows, panels, title="X-CLIP demo on synthetic moving shapes")
 

@@ -51,6 +51,7 @@ class Panel:
   ylabel: str
   curves: Sequence[Curve]
   ylim: tuple[float, float] | None = None
+  log_y: bool = False  # losses span orders of magnitude
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,10 +155,12 @@ def write_report(path: str | os.PathLike, rows: Sequence[ExampleRow], panels: Se
     ax.set_ylabel(panel.ylabel, fontsize=9)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
+    if panel.log_y and any(len(c.values) and (c.values > 0).all() for c in panel.curves):
+      ax.set_yscale("log")
     if panel.ylim:
       ax.set_ylim(*panel.ylim)
     if sum(1 for c in panel.curves if len(c.steps)) > 1:
-      ax.legend(fontsize=8, loc="best")
+      ax.legend(fontsize=8, loc="lower right")
 
   for i, row in enumerate(rows):
     top = layout.curves_height + i * layout.row_height
