@@ -59,7 +59,7 @@ def _check_report(workdir, data_dir, results, stdout):
       row["file"] = data_dir / "videos" / stage / "val" / row["video"]
   image = np.asarray(Image.open(path).convert("RGB"))
   layout = report.Layout()
-  assert (image.shape[1], image.shape[0]) == layout.size(len(rows), 8)
+  assert (image.shape[1], image.shape[0]) == layout.size(len(rows))
   for i, row in enumerate(rows):
     frames, _, _ = decode.read_frames(str(row["file"]), lambda n: sampling.segment_test(n, 8), name=row["video"])
     for j, frame in enumerate(frames):

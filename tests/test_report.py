@@ -57,8 +57,8 @@ def test_report_layout_rows_and_frames_in_their_pixel_boxes(tmp_path):
   path = report.write_report(tmp_path / "r.png", rows, [report.Panel("training", "loss", [curve])], title="t",
                              layout=layout)
   image = np.asarray(Image.open(path).convert("RGB"))
-  assert (image.shape[1], image.shape[0]) == layout.size(len(rows), 8)
-  assert layout.size(6, 8)[1] - layout.size(5, 8)[1] == layout.row_height
+  assert (image.shape[1], image.shape[0]) == layout.size(len(rows))
+  assert layout.size(6)[1] - layout.size(5)[1] == layout.row_height
   for i, row in enumerate(rows):
     for j in range(8):
       left, top, right, bottom = layout.frame_box(i, j, 8)

@@ -110,8 +110,12 @@ def _synthetic_data(config: ml_collections.ConfigDict) -> None:
     synthetic.generate(str(data_dir), **wanted)
     return
   manifest = json.loads(manifest_path.read_text())
-  found = {"seed": manifest.get("seed"), "size": manifest.get("size"), "frames": manifest.get("frames"),
-           "style": manifest.get("style")}
+  counts = manifest.get("per_class", {})
+  found = {**{k: manifest.get(k) for k in ("seed", "size", "frames", "fps", "style")},
+           "train_per_class": counts.get("supervised", {}).get("train"),
+           "val_per_class": counts.get("supervised", {}).get("val"),
+           "zero_shot_per_class": counts.get("zero_shot", {}).get("val"),
+           "few_shot_train_per_class": counts.get("few_shot", {}).get("train")}
   different = {k: (v, wanted[k]) for k, v in found.items() if k in wanted and v != wanted[k]}
   if different:
     detail = ", ".join(f"{k}: {a!r} there vs {b!r} in config.demo.synthetic" for k, (a, b) in different.items())

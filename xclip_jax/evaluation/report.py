@@ -66,9 +66,8 @@ class Layout:
   bars_width: int = 300
   margin: int = 10
 
-  def size(self, rows: int, frames: int) -> tuple[int, int]:
-    """(width, height) in pixels of a report with `rows` example rows of `frames` frames."""
-    del frames  # frames are scaled to fit the fixed width
+  def size(self, rows: int) -> tuple[int, int]:
+    """(width, height) in pixels of a report with `rows` example rows (frames shrink to fit the width)."""
     return self.width, self.curves_height + rows * self.row_height + self.margin
 
   def frame_box(self, row: int, frame: int, frames: int) -> tuple[int, int, int, int]:
@@ -128,14 +127,11 @@ def read_scalars(logdir: str | os.PathLike, tags: Sequence[str]) -> dict[str, tu
 def write_report(path: str | os.PathLike, rows: Sequence[ExampleRow], panels: Sequence[Panel], *, title: str,
                  layout: Layout = Layout()) -> pathlib.Path:
   """Draws the report (see the module docstring) as a PNG, written atomically; returns its path."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt
+  from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
 
   frames = max((len(r.frames) for r in rows), default=1)
-  width, height = layout.size(len(rows), frames)
-  figure = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+  width, height = layout.size(len(rows))
+  figure = Figure(figsize=(width / 100, height / 100), dpi=100)
 
   def axes(left: float, top: float, w: float, h: float):
     """Axes placed in pixels from the top-left corner."""
@@ -187,6 +183,5 @@ def write_report(path: str | os.PathLike, rows: Sequence[ExampleRow], panels: Se
   path.parent.mkdir(parents=True, exist_ok=True)
   staging = path.with_name(f".{path.name}.tmp.png")
   figure.savefig(staging, dpi=100)
-  plt.close(figure)
   staging.replace(path)
   return path
