@@ -1,6 +1,7 @@
 """How much the demo's result depends on luck: `make demo` for seeds 0..N-1, each from scratch.
 
-    python scripts/demo_seeds.py --seeds 3 [--workdir runs/demo_seeds] [--config configs/demo.py] [-- --config.x=y]
+    python scripts/demo_seeds.py --seeds 3 [--workdir runs/demo_seeds] [--config configs/demo.py[:shrink=true]]
+        [-- --config.x=y ...]
 
 Seed s runs `python -m xclip_jax.main --config configs/demo.py:seed=s --workdir WORKDIR/seed_s` with its own
 synthetic dataset (generated with seed s in WORKDIR/seed_s/data), initialisation, data order and few-shot
@@ -29,7 +30,8 @@ def run_seed(seed: int, workdir: pathlib.Path, config: str, extra: list[str]) ->
   timing_path = workdir / "wall_seconds.txt"
   if not results_path.exists():
     workdir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "xclip_jax.main", f"--config={config}:seed={seed}", f"--workdir={workdir}",
+    config_with_seed = f"{config},seed={seed}" if ":" in config else f"{config}:seed={seed}"
+    command = [sys.executable, "-m", "xclip_jax.main", f"--config={config_with_seed}", f"--workdir={workdir}",
                f"--config.data.synthetic_dir={workdir / 'data'}", *extra]
     print(f"\n=== seed {seed}: {' '.join(command)}", flush=True)
     start = time.time()
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--seeds", type=int, default=3, help="run seeds 0..N-1")
   parser.add_argument("--workdir", default="runs/demo_seeds", help="one subfolder per seed")
-  parser.add_argument("--config", default="configs/demo.py", help="demo config file (seed=s is appended)")
+  parser.add_argument("--config", default="configs/demo.py",
+                      help="demo config file and arguments, e.g. configs/demo.py:shrink=true (seed=s is added)")
   parser.add_argument("extra", nargs="*", help="more flags for xclip_jax.main, after --")
   args = parser.parse_args(argv)
   if args.seeds < 1:

@@ -1,9 +1,12 @@
-"""The main job, shortened: `configs/demo.py:shrink=true` end to end in a fresh process (data generation,
-supervised training, multi-view evaluation, zero-shot, few-shot fine-tuning, results, table and report)."""
+"""The main job, shortened: `configs/demo.py:shrink=true` end to end in a fresh process, run by
+scripts/demo_seeds.py (data generation, supervised training, multi-view evaluation, zero-shot, few-shot
+fine-tuning, results, table, report and the seeds summary)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,11 +29,16 @@ def test_demo_refuses_data_generated_with_another_seed(tmp_path):
 
 
 def test_shortened_demo_end_to_end(tmp_path):
-  workdir = tmp_path / "demo"
-  result = training_fixtures.run_main(training_fixtures.REPO / "configs" / "demo.py:shrink=true", workdir,
-                                      f"--config.data.synthetic_dir={tmp_path / 'data'}", timeout=900)
+  """Through scripts/demo_seeds.py (one seed), as the README measures the demo."""
+  root = tmp_path / "seeds"
+  command = [sys.executable, str(training_fixtures.REPO / "scripts" / "demo_seeds.py"), "--seeds", "1",
+             "--config", f"{training_fixtures.REPO / 'configs' / 'demo.py'}:shrink=true", "--workdir", str(root)]
+  result = subprocess.run(command, cwd=training_fixtures.REPO, env=training_fixtures.subprocess_env(),
+                          capture_output=True, text=True, timeout=900, check=False)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-  assert (tmp_path / "data" / "manifest.json").exists()  # generated because it was missing
+  workdir = root / "seed_0"
+  assert (workdir / "data" / "manifest.json").exists()  # generated because it was missing
+  assert json.loads((workdir / "data" / "manifest.json").read_text())["seed"] == 0
   results = json.loads((workdir / "results.json").read_text())
   for stage, classes in (("supervised", 16), ("zero_shot", 4), ("few_shot", 4)):
     assert results[stage]["num_classes"] == classes
@@ -40,7 +48,12 @@ def test_shortened_demo_end_to_end(tmp_path):
   assert "X-CLIP demo on synthetic moving shapes" in result.stdout
   assert "zero-shot (4 unseen compositions)" in result.stdout
   assert (workdir / "supervised" / "checkpoints").is_dir() and (workdir / "few_shot" / "checkpoints").is_dir()
-  _check_report(workdir, tmp_path / "data", results, result.stdout)
+  summary = json.loads((root / "summary.json").read_text())
+  assert summary["summary"]["supervised"] == {"min": results["supervised"]["top1"],
+                                              "median": results["supervised"]["top1"],
+                                              "max": results["supervised"]["top1"]}
+  assert "Over 1 seeds: min / median / max" in result.stdout
+  _check_report(workdir, workdir / "data", results, result.stdout)
 
 
 def _check_report(workdir, data_dir, results, stdout):
