@@ -5,15 +5,19 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 
+import jax
+import numpy as np
 import pytest
+from flax import nnx
 
 from xclip_jax.data import config as data_config
 from xclip_jax.models.config import ModelConfig
+from xclip_jax.models.xclip import create_model
 from xclip_jax.training import trainer
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CASES = [
-    ("demo.py", ""), ("demo.py", "shrink=true"),
+    ("demo.py", ""), ("demo.py", "shrink=true"), ("demo.py", "seed=2"),
     *[("kinetics.py", f"variant={v},frames={f}") for v, f in
       [("B/32", 8), ("B/32", 16), ("B/16", 8), ("B/16", 16), ("B/16", 32), ("L/14", 8), ("L/14@336", 16)]],
     ("kinetics.py", "variant=B/16,frames=8,dataset=k600"), ("kinetics.py", "shrink=true"),
@@ -65,3 +69,28 @@ def test_bad_choices_are_named():
     load("kinetics.py", "dataset=k700")
   with pytest.raises(ValueError, match="Unknown variant 'H/14'"):
     trainer.model_config_from(load("kinetics.py", "variant=H/14"))
+
+
+def test_demo_seed_changes_data_and_initialisation():
+  one, two = load("demo.py", "seed=1"), load("demo.py", "seed=2")
+  seeds = lambda c: (c.data.seed, c.train.seed, c.demo.synthetic.seed, c.demo.few_shot.data.k_shot_seed)
+  assert seeds(one) == (1, 1, 1, 1) and seeds(two) == (2, 2, 2, 2)
+  assert one.data.synthetic_dir != two.data.synthetic_dir != load("demo.py", "").data.synthetic_dir
+
+
+def test_video_position_init_std_changes_only_the_position_embeddings():
+  """The demo's one model change (configs/demo.py): the ViT's spatial and the MIT's temporal position
+  embeddings start at std 1.0; every other parameter is drawn exactly as with the official init."""
+  demo = trainer.model_config_from(load("demo.py", ""))
+  faithful = demo.replace(video_position_init_std=ModelConfig().video_position_init_std)
+  assert faithful.video_position_init_std == 0.0 and demo.video_position_init_std == 1.0
+  flat = lambda config: {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(
+      nnx.to_pure_dict(nnx.state(create_model(config, seed=3), nnx.Param)))}
+  a, b = flat(faithful), flat(demo)
+  assert sorted(k for k in a if not np.array_equal(a[k], b[k])) == ["['mit']['positional_embedding']",
+                                                                    "['visual']['positional_embedding']"]
+  mit, visual = "['mit']['positional_embedding']", "['visual']['positional_embedding']"
+  assert 0.015 < a[mit].std() < 0.025 and 0.8 < b[mit].std() < 0.95  # trunc-normal, cut at +-2
+  assert abs(a[visual].std() - demo.vision_width**-0.5) < 0.01 and 0.95 < b[visual].std() < 1.05
+  with pytest.raises(ValueError, match="video_position_init_std"):
+    ModelConfig(video_position_init_std=-1.0)

@@ -9,15 +9,19 @@ Every protocol writes `workdir/results.json` and prints a table.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pathlib
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
 
 from xclip_jax import sharding
 from xclip_jax.data import synthetic
+from xclip_jax.evaluation import report as report_lib
 from xclip_jax.evaluation import results as results_lib
 from xclip_jax.evaluation import zero_shot
 from xclip_jax.evaluation.evaluator import EvalResult, Evaluator, summarize
@@ -96,12 +100,57 @@ def _stage(config: ml_collections.ConfigDict, overrides: ml_collections.ConfigDi
   return stage
 
 
-def run_demo(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
-  """Synthetic end to end: supervised training, zero-shot on held-out compositions, 2-shot fine-tuning."""
+def _synthetic_data(config: ml_collections.ConfigDict) -> None:
+  """Generates the demo's dataset if missing; refuses one generated with other settings (another seed)."""
   data_dir = pathlib.Path(config.data.synthetic_dir)
-  if not (data_dir / "manifest.json").exists():
+  wanted = config.demo.synthetic.to_dict()
+  manifest_path = data_dir / "manifest.json"
+  if not manifest_path.exists():
     logging.info("Generating the synthetic dataset in %s", data_dir)
-    synthetic.generate(str(data_dir), **config.demo.synthetic.to_dict())
+    synthetic.generate(str(data_dir), **wanted)
+    return
+  manifest = json.loads(manifest_path.read_text())
+  counts = manifest.get("per_class", {})
+  found = {**{k: manifest.get(k) for k in ("seed", "size", "frames", "fps", "style")},
+           "train_per_class": counts.get("supervised", {}).get("train"),
+           "val_per_class": counts.get("supervised", {}).get("val"),
+           "zero_shot_per_class": counts.get("zero_shot", {}).get("val"),
+           "few_shot_train_per_class": counts.get("few_shot", {}).get("train")}
+  different = {k: (v, wanted[k]) for k, v in found.items() if k in wanted and v != wanted[k]}
+  if different:
+    detail = ", ".join(f"{k}: {a!r} there vs {b!r} in config.demo.synthetic" for k, (a, b) in different.items())
+    raise ValueError(f"{manifest_path} was generated with other settings ({detail}); point "
+                     f"--config.data.synthetic_dir to another folder or delete this one.")
+
+
+def _examples(evaluator: Evaluator, state: Any, data_cfg: ml_collections.ConfigDict, section: str, count: int,
+              context_length: int) -> list[report_lib.ExampleRow]:
+  """`count` example videos of a split for the report (one process only: the report shows its frames)."""
+  if jax.process_count() > 1 or count <= 0:
+    return []
+  return report_lib.pick_examples(evaluator.predict(state, data_cfg, context_length=context_length), section, count)
+
+
+def _demo_report(workdir: pathlib.Path, rows: list[report_lib.ExampleRow], supervised: EvalResult) -> pathlib.Path:
+  """workdir/report.png: example rows and the curves recorded in the stages' TensorBoard event files."""
+  curves = report_lib.read_scalars(workdir / "supervised", ("loss", "eval/top1"))
+  few = report_lib.read_scalars(workdir / "few_shot", ("loss",))
+  last_step = curves["loss"][0][-1:] if len(curves["loss"][0]) else np.array([0])
+  panels = [
+      report_lib.Panel("supervised training", "loss", [report_lib.Curve("loss", *curves["loss"])], log_y=True),
+      report_lib.Panel("supervised validation", "top-1 (%)", [
+          report_lib.Curve("1 view, during training", *curves["eval/top1"]),
+          report_lib.Curve(f"final, {supervised.views} views", last_step, np.array([supervised.top1]))],
+          ylim=(0, 102)),
+      report_lib.Panel("few-shot fine-tuning", "loss", [report_lib.Curve("loss", *few["loss"])], log_y=True),
+  ]
+  return report_lib.write_report(workdir / "report.png", rows, panels, title="X-CLIP demo on synthetic moving shapes")
+
+
+def run_demo(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
+  """Synthetic end to end: supervised training, zero-shot on held-out compositions, 2-shot fine-tuning,
+  then the picture (workdir/report.png)."""
+  _synthetic_data(config)
   supervised_cfg = _stage(config, config.demo.supervised)
   supervised_dir = workdir / "supervised"
   outcome = trainer.train(supervised_cfg, supervised_dir)
@@ -113,20 +162,30 @@ def run_demo(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[s
   supervised = evaluator.evaluate(state, supervised_cfg.data, **views)
   zero_cfg = _stage(config, config.demo.zero_shot)
   zero = evaluator.evaluate(state, zero_cfg.data, clips=1, crops=1, context_length=context)
+  counts = config.demo.report_examples
+  rows = _examples(evaluator, state, supervised_cfg.data, "supervised", counts.supervised, context)
+  rows += _examples(evaluator, state, zero_cfg.data, "zero-shot", counts.zero_shot, context)
   few_cfg = _stage(config, config.demo.few_shot)
   few_cfg.init_from.path = str(supervised_dir)
   few_outcome = trainer.train(few_cfg, workdir / "few_shot")
   if few_outcome.preempted:
     return {"protocol": "demo", "status": "preempted", "stage": "few_shot", "step": few_outcome.step}
-  few = few_outcome.evaluator.evaluate(few_outcome.state.state["model"], few_cfg.data, clips=1, crops=1,
-                                       context_length=context)
+  few_state = few_outcome.state.state["model"]
+  few = few_outcome.evaluator.evaluate(few_state, few_cfg.data, clips=1, crops=1, context_length=context)
+  k_shot = int(few_cfg.data.k_shot)
+  rows += _examples(few_outcome.evaluator, few_state, few_cfg.data, f"few-shot K={k_shot}", counts.few_shot, context)
   results_lib.print_table("X-CLIP demo on synthetic moving shapes", [
       _row(f"supervised ({supervised.num_classes} seen classes)", supervised),
       _row(f"zero-shot ({zero.num_classes} unseen compositions)", zero),
-      _row(f"few-shot K={few_cfg.data.k_shot} ({few.num_classes} new classes)", few),
+      _row(f"few-shot K={k_shot} ({few.num_classes} new classes)", few),
   ])
-  return {"protocol": "demo", "supervised": supervised.to_dict(), "zero_shot": zero.to_dict(),
-          "few_shot": {**few.to_dict(), "k_shot": int(few_cfg.data.k_shot)}}
+  results = {"protocol": "demo", "supervised": supervised.to_dict(), "zero_shot": zero.to_dict(),
+             "few_shot": {**few.to_dict(), "k_shot": k_shot}}
+  if jax.process_count() == 1:
+    path = _demo_report(workdir, rows, supervised)
+    results["report"] = {"path": str(path), "rows": [r.to_dict() for r in rows]}
+    print(f"Report (example videos with their top-3 classes, training curves): {path}", flush=True)
+  return results
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:

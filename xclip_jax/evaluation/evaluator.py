@@ -51,6 +51,8 @@ class Evaluator:
     self.mesh = mesh
     self._step = jax.jit(steps.make_eval_step(model_graphdef), out_shardings=sharding.replicated(mesh))
     self._encode = jax.jit(steps.make_text_encoder(model_graphdef), out_shardings=sharding.replicated(mesh))
+    self._probabilities = jax.jit(steps.make_probability_step(model_graphdef),
+                                  out_shardings=sharding.replicated(mesh))
 
   def text_features(self, state: nnx.State, class_names: list[str], context_length: int) -> jax.Array:
     tokens = tokenize(class_names, context_length=context_length, truncate=True)
@@ -83,6 +85,46 @@ class Evaluator:
       logging.warning("%d of %d videos failed to decode and count as errors", result.decode_failures,
                       result.videos)
     return result
+
+  def predict(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
+              context_length: int = 77, max_videos: int = -1) -> Predictions:
+    """Class probabilities of the first `max_videos` videos of a split (all: -1), single process only
+    (the frames are this process's)."""
+    if jax.process_count() > 1:
+      raise ValueError(f"Evaluator.predict runs in one process; this run has {jax.process_count()}.")
+    iterator = pipeline.make_eval_iterator(data_cfg, split=split, clips=clips, crops=crops)
+    class_names = list(iterator.source.class_names)
+    text = self.text_features(state, class_names, context_length)
+    probabilities, labels, frames, indices = [], [], [], []
+    try:
+      with jax.set_mesh(self.mesh):
+        for local in iterator:
+          keep = local["valid"]
+          videos = pipeline.global_batch({"video": local["video"]}, self.mesh)["video"]
+          probabilities.append(np.asarray(jax.device_get(self._probabilities(state, videos, text)))[keep])
+          labels.append(np.where(local["decode_ok"], local["label"], -1)[keep])
+          frames.append(local["video"][keep, 0])
+          indices.append(local["index"][keep])
+          if 0 <= max_videos <= sum(len(i) for i in indices):
+            break
+    finally:
+      iterator.close()
+    n = None if max_videos < 0 else max_videos
+    index = np.concatenate(indices)[:n]
+    return Predictions(probabilities=np.concatenate(probabilities)[:n], labels=np.concatenate(labels)[:n],
+                       frames=np.concatenate(frames)[:n], names=[iterator.source.name(int(i)) for i in index],
+                       class_names=class_names)
+
+
+@dataclasses.dataclass
+class Predictions:
+  """Per-video class probabilities of one pass, with what a person needs to look at them."""
+
+  probabilities: np.ndarray  # (N, K) softmax averaged over views
+  labels: np.ndarray  # (N,) int, -1 where the video failed to decode
+  frames: np.ndarray  # (N, T, H, W, 3) uint8: the first view's frames, as the model saw them
+  names: list[str]  # the videos' names in the source
+  class_names: list[str]
 
 
 def summarize(values: list[float]) -> dict[str, float]:

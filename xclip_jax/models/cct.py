@@ -78,8 +78,9 @@ class VisionTransformer(nnx.Module):
         nnx.initializers.lecun_normal()(rngs.params(), (patch, patch, 3, width)),
         (None, None, None, layers.EMBED))
     self.class_embedding = layers.param(scale * jax.random.normal(rngs.params(), (width,)), (layers.EMBED,))
+    position_std = config.video_position_init_std or scale  # see ModelConfig.video_position_init_std
     self.positional_embedding = layers.param(
-        scale * jax.random.normal(rngs.params(), (config.num_patches + 1, width)), (None, layers.EMBED))
+        position_std * jax.random.normal(rngs.params(), (config.num_patches + 1, width)), (None, layers.EMBED))
     self.ln_pre = layers.LayerNorm(width, eps=config.layer_norm_eps, dtype=config.dtype)
     self.resblocks = nnx.List([CrossFrameBlock(config, i, rngs=rngs) for i in range(config.vision_layers)])
     self.ln_post = layers.LayerNorm(width, eps=config.layer_norm_eps, dtype=config.dtype)

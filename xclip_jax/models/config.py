@@ -56,6 +56,12 @@ class ModelConfig:
   prompt_heads: int = 8
   prompt_alpha: float = DEFAULT_PROMPT_ALPHA
   layer_norm_eps: float = 1e-5
+  # Initial std of the video tower's position embeddings: the ViT's spatial one and the MIT's temporal one
+  # (the only signal of frame order: message tokens attend across frames without one). 0 = the official
+  # init (CLIP's width**-0.5; trunc-normal 0.02), made for fine-tuning a pretrained CLIP. Trained from scratch
+  # (the demo), motion is learned late and by luck unless they start at the scale of the tokens they are
+  # added to (about 1). Only the initialisation depends on it.
+  video_position_init_std: float = 0.0
   # Ablation switches of the paper (Tab. 6). All three off gives CLIP with mean pooling over frames.
   use_cross_frame: bool = True
   use_mit: bool = True
@@ -74,6 +80,7 @@ class ModelConfig:
         (self.embed_dim % self.mit_heads == 0, "embed_dim must be divisible by mit_heads"),
         (self.embed_dim % self.prompt_heads == 0, "embed_dim must be divisible by prompt_heads"),
         (self.num_frames >= 1, "num_frames must be >= 1"),
+        (self.video_position_init_std >= 0, "video_position_init_std must be >= 0 (0: official init)"),
         (self.dtype in ("float32", "bfloat16", "float16"), "dtype must be float32, bfloat16 or float16"),
         (self.attention_implementation in ("auto", "xla", "cudnn"),
          "attention_implementation must be auto, xla or cudnn"),

@@ -20,8 +20,11 @@ class MultiframeIntegrationTransformer(nnx.Module):
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     width = config.embed_dim
+    # trunc_normal_(std) cut at +-2 in absolute value, as PyTorch's default bounds (+-100 std at 0.02).
+    std = config.video_position_init_std or 0.02
+    position_init = nnx.initializers.truncated_normal(stddev=std, lower=-2.0 / std, upper=2.0 / std)
     self.positional_embedding = layers.param(
-        layers.TRUNC_NORMAL_002(rngs.params(), (1, config.num_frames, width)), (None, None, layers.EMBED))
+        position_init(rngs.params(), (1, config.num_frames, width)), (None, None, layers.EMBED))
     # Official init: every Linear (out_proj included) trunc-normal 0.02, in_proj keeps xavier-uniform.
     self.transformer = Transformer(
         width, config.mit_layers, config.mit_heads, config.mit_mlp_dim, rngs=rngs, eps=config.layer_norm_eps,

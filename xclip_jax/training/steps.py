@@ -125,6 +125,20 @@ def make_eval_step(model_graphdef: nnx.GraphDef, top_k: int = 5) -> Callable:
   return step
 
 
+def make_probability_step(model_graphdef: nnx.GraphDef) -> Callable:
+  """Returns step(model_state, videos_uint8 (b, V, T, H, W, 3), text_features) -> (b, K) class probabilities,
+  the softmax averaged over the V views (what the eval step ranks, normalised to sum to 1)."""
+
+  def step(model_state: nnx.State, videos: jax.Array, text_features: jax.Array) -> jax.Array:
+    model = nnx.merge(model_graphdef, model_state)
+    b, views = videos.shape[:2]
+    inputs = device_ops.normalize(videos.reshape(b * views, *videos.shape[2:]), model.dtype)
+    logits = model(inputs, text_features=text_features)
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(b, views, -1).mean(axis=1)
+
+  return step
+
+
 def make_text_encoder(model_graphdef: nnx.GraphDef) -> Callable:
   """Returns encode(model_state, tokens) -> (K, E) class-text features (computed once per class list)."""
   return lambda model_state, tokens: nnx.merge(model_graphdef, model_state).encode_text(tokens)
