@@ -18,7 +18,7 @@ from xclip_jax.models.transformer import Transformer
 class MultiframeIntegrationTransformer(nnx.Module):
   """Frame embeddings (B, T, E) -> video embedding (B, E)."""
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: layers.KeySequence):
     width = config.embed_dim
     self.positional_embedding = layers.param(
         layers.TRUNC_NORMAL_002(rngs.params(), (1, config.num_frames, width)), (None, None, layers.EMBED))
@@ -26,6 +26,7 @@ class MultiframeIntegrationTransformer(nnx.Module):
     self.transformer = Transformer(
         width, config.mit_layers, config.mit_heads, config.mit_mlp_dim, rngs=rngs, eps=config.layer_norm_eps,
         dtype=config.dtype, implementation=config.attention_implementation, remat=config.remat,
+        scan_layers=config.scan_layers,
         qkv_init=layers.packed_xavier_uniform(width), out_init=layers.TRUNC_NORMAL_002,
         mlp_init=layers.TRUNC_NORMAL_002)
 
