@@ -1,0 +1,135 @@
+"""Benchmark worker for xclip_jax (started by scripts/benchmark.py; see protocol.py).
+
+Training row: the project's own jitted train step (`xclip_jax.training.steps`), state donated, on a batch
+already on device: uint8 frames normalised on device, smoothed one-hot targets (label smoothing 0.1, mixup
+off so that the peer computes the same loss), soft-target cross-entropy over the class logits, AdamW with
+the official parameter groups; text tower frozen with the class texts encoded once (unless train_text).
+Inference row: normalise + video tower + MIT + prompt generator + logits against the cached class texts.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from flax.traverse_util import flatten_dict
+
+from scripts.benchmarking import protocol
+from xclip_jax import sharding
+from xclip_jax.data import device_ops
+from xclip_jax.data.pipeline import global_batch
+from xclip_jax.models.config import variant_config
+from xclip_jax.training import optimizer, steps, train_state
+
+# The official optimizer settings (xclip_jax.training.optimizer); the schedule length is irrelevant here.
+TRAIN_CONFIG = dict(lr=8e-6, min_lr_ratio=0.01, new_module_lr_multiplier=10.0, weight_decay=0.001, b1=0.9, b2=0.98,
+                    eps=1e-8, grad_clip_norm=0.0)
+
+
+def compute_dtype(requested: str) -> str:
+  """"auto": bfloat16 on accelerators, float32 on CPU."""
+  if requested != "auto":
+    return requested
+  return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
+def model_config(spec: dict[str, Any]):
+  extra = {"scan_layers": True} if spec["scan_layers"] else {}
+  return variant_config(spec["variant"], frames=spec["frames"], dtype=compute_dtype(spec["dtype"]),
+                        remat=spec["remat"], attention_implementation=spec["attention"], **extra,
+                        **spec["overrides"])
+
+
+def export_params(config, model_state: nnx.State, directory: pathlib.Path) -> None:
+  """Writes the model as an HF XCLIPModel directory (the project's converter), for the peer to load."""
+  from xclip_jax.conversion.convert import export_checkpoint
+  from xclip_jax.models.params import to_layer_params
+
+  params = flatten_dict(nnx.to_pure_dict(model_state.filter(nnx.Param)))
+  params = to_layer_params(config, {path: np.asarray(jax.device_get(value)) for path, value in params.items()})
+  export_checkpoint("hf", config, params, directory, overwrite=True)
+
+
+class OursRunner(protocol.Runner):
+  memory_kind = "device"
+
+  def __init__(self, spec: dict[str, Any]):
+    config = model_config(spec)
+    self.dtype = config.dtype
+    mesh = sharding.make_mesh(spec["mesh"])
+    inputs = np.load(pathlib.Path(spec["workdir"]) / protocol.INPUTS_FILE)
+    device = jax.devices()[0]
+    self.device = f"{jax.device_count()} x {device.device_kind} ({device.platform})"
+    self.memory_kind = "device" if device.platform != "cpu" else "rss"
+    graphdef = train_state.model_graphdef(config)
+    # States are created outside `jax.set_mesh`: their logical axis names are mapped by xclip_jax.sharding.
+    if spec["row"] == "train":
+      tx, schedules = optimizer.make_optimizer(ml_collections.ConfigDict(TRAIN_CONFIG), total_steps=1000,
+                                               warmup_steps=10)
+      trainable = optimizer.trainable_filter(spec["train_text"])
+      state = train_state.create_train_state(config, tx, trainable, mesh, seed=0)
+      model_state = state.state["model"]
+    else:
+      model_state = train_state.create_model_state(config, mesh, seed=0)
+    with jax.set_mesh(mesh):
+      batch = global_batch({"video": inputs["videos"], "label": inputs["labels"]}, mesh)
+      tokens = jnp.asarray(inputs["tokens"])
+      if spec.get("export_to"):
+        export_params(config, model_state, pathlib.Path(spec["export_to"]))
+      encode = jax.jit(steps.make_text_encoder(graphdef))
+      text = tokens if spec["train_text"] and spec["row"] == "train" else encode(model_state, tokens)
+    self.mesh = mesh
+    key = jax.random.key(0)
+    if spec["row"] == "train":
+      step_config = steps.TrainStepConfig(num_classes=tokens.shape[0], grad_accum_steps=spec["accum"],
+                                          train_text=spec["train_text"], mixup=0.0, label_smoothing=0.1)
+      function = jax.jit(steps.make_train_step(state.graphdef, trainable, step_config, schedules),
+                         out_shardings=(state.shardings, sharding.replicated(mesh)), donate_argnums=0)
+      self.state = state.state
+      self.lower = lambda: function.lower(self.state, batch, text, key)
+    else:
+      def infer(model_state, videos, text_features):
+        model = nnx.merge(graphdef, model_state)
+        return model(device_ops.normalize(videos, model.dtype), text_features=text_features)
+
+      function = jax.jit(infer)
+      self.lower = lambda: function.lower(model_state, batch["video"], text)
+    # Compiled ahead of time, so that compilation and the first step are timed apart.
+    start = time.perf_counter()
+    with jax.set_mesh(mesh):
+      compiled = self.lower().compile()
+    self.compile_seconds = time.perf_counter() - start
+    if spec["row"] == "train":
+      def run():
+        self.state, metrics = compiled(self.state, batch, text, key)
+        return metrics["loss"]
+    else:
+      def run():
+        return compiled(model_state, batch["video"], text)
+    self._run = run
+
+  def step(self) -> jax.Array:
+    with jax.set_mesh(self.mesh):
+      return self._run()
+
+  def sync(self, result: jax.Array) -> None:
+    jax.block_until_ready(result)
+
+  def check_value(self, result: jax.Array) -> list:
+    return np.asarray(jax.device_get(result), np.float64).reshape(-1).tolist()
+
+  def peak_memory_bytes(self) -> int | None:
+    if self.memory_kind == "rss":
+      return protocol.peak_rss_bytes()
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
+if __name__ == "__main__":
+  protocol.serve(OursRunner)
