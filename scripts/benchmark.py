@@ -21,7 +21,9 @@ Per row: ms/step, clips/s, speed ratio ours/peer (clips/s), model TFLOP/s per de
 xclip_jax.perf: 2 per multiply-add of the video tower and prompt generator, x3 for training; rematerialised
 recompute is not counted), peak memory (accelerator allocator peak, or the worker's peak RSS on CPU), the
 set-up time (model and optimizer state, text features, and for ours the ahead-of-time compilation, also
-shown alone) and the time of the first step after it (the peer's warm-up). `--dtype auto` computes in
+shown alone) and the time of the first step after it (the peer's warm-up), and the host CPU time per step
+(all threads; on a shared CPU, where wall time depends on the others' load, CPU time and `--cpus 0` -- both
+frameworks on one pinned core, no thread contention -- give steadier comparisons). `--dtype auto` computes in
 bf16 on accelerators (bf16 autocast for the peer) and float32 on CPU. Peak FLOP/s come from the device kind
 or `--peak-tflops`. The markdown table at the end is what the README shows.
 """
@@ -72,6 +74,7 @@ class Worker:
   ready: dict[str, Any] | None = None
   done: dict[str, Any] | None = None
   blocks: list[float] = dataclasses.field(default_factory=list)  # seconds per step, one per timed block
+  cpu_blocks: list[float] = dataclasses.field(default_factory=list)  # host CPU seconds (all threads) per step
 
   def receive(self) -> dict[str, Any]:
     for line in self.process.stdout:
@@ -146,6 +149,7 @@ def run_row(args: argparse.Namespace, variant: str, frames: int, row: str, workd
       for worker in workers if repeat % 2 == 0 else workers[::-1]:
         timed = worker.command(cmd="time", steps=args.steps)
         worker.blocks.append(timed["seconds"] / timed["steps"])
+        worker.cpu_blocks.append(timed["cpu_seconds"] / timed["steps"])
     for worker in workers:
       worker.done = worker.command(cmd="exit")
   finally:
@@ -162,6 +166,7 @@ def run_row(args: argparse.Namespace, variant: str, frames: int, row: str, workd
     result = dict(model=f"{variant}-{frames}", row=row, framework=worker.name, device=worker.ready["device"],
                   dtype=worker.ready.get("dtype"), batch=args.batch, classes=args.classes, devices=devices,
                   ms_per_step=1e3 * seconds, ms_per_step_blocks=[1e3 * s for s in worker.blocks],
+                  cpu_ms_per_step=1e3 * statistics.median(worker.cpu_blocks),
                   clips_per_s=args.batch / seconds, tflops_per_device=tflops,
                   mfu=tflops / peak if peak else None, peak_memory_bytes=worker.done["peak_memory_bytes"],
                   memory_kind=worker.done["memory_kind"], first_step_s=worker.ready["first_step_s"],
@@ -174,6 +179,9 @@ def run_row(args: argparse.Namespace, variant: str, frames: int, row: str, workd
     ratios = [r * results[1]["devices"] / results[0]["devices"] for r in ratios]
     results[0]["speed_vs_peer"] = dict(median=statistics.median(ratios), min=min(ratios), max=max(ratios),
                                        each=ratios)
+    cpu_ratios = [p / o for o, p in zip(ours.cpu_blocks, peer.cpu_blocks, strict=True)]
+    results[0]["cpu_time_vs_peer"] = dict(median=statistics.median(cpu_ratios), min=min(cpu_ratios),
+                                          max=max(cpu_ratios))
     difference = np.max(np.abs(np.asarray(ours.ready["check"]) - np.asarray(peer.ready["check"])))
     results[0]["check_max_abs_diff"] = float(difference)
   return results
@@ -185,8 +193,8 @@ def _gib(value: int | None) -> str:
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
   lines = ["| model | step | framework | batch | dtype | ms/step | clips/s | speed vs peer (range) | TFLOP/s | MFU "
-           "| peak memory | set-up s (compile) | first step s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| host CPU ms/step | peak memory | set-up s (compile) | first step s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in results:
     speed = r.get("speed_vs_peer")
     ratio = (f"**{speed['median']:.2f}x** ({speed['min']:.2f}–{speed['max']:.2f})" if speed
@@ -196,8 +204,8 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     name = "xclip_jax" if r["framework"] == "ours" else "HF XCLIPModel"
     setup = f"{r['init_s']:.1f}" + (f" ({r['compile_s']:.1f})" if r.get("compile_s") is not None else "")
     lines.append(f"| {r['model']} | {r['row']} | {name} | {r['batch']} | {r['dtype']} | {r['ms_per_step']:.0f} "
-                 f"| {r['clips_per_s']:.2f} | {ratio} | {r['tflops_per_device']:.3f} | {mfu} | {memory} "
-                 f"| {setup} | {r['first_step_s']:.1f} |")
+                 f"| {r['clips_per_s']:.2f} | {ratio} | {r['tflops_per_device']:.3f} | {mfu} "
+                 f"| {r['cpu_ms_per_step']:.0f} | {memory} | {setup} | {r['first_step_s']:.1f} |")
   return "\n".join(lines)
 
 
@@ -258,9 +266,11 @@ def main(argv: list[str] | None = None) -> int:
           for r in row_results:
             speed = r.get("speed_vs_peer")
             print(f"  {r['framework']:>5}: {r['ms_per_step']:.1f} ms/step (blocks "
-                  f"{', '.join(f'{b:.0f}' for b in r['ms_per_step_blocks'])}), {r['clips_per_s']:.2f} clips/s"
-                  + (f", speed vs peer {speed['median']:.3f}x [{speed['min']:.3f}, {speed['max']:.3f}], "
-                     f"first outputs differ by {r['check_max_abs_diff']:.1e}" if speed else ""),
+                  f"{', '.join(f'{b:.0f}' for b in r['ms_per_step_blocks'])}), {r['clips_per_s']:.2f} clips/s, "
+                  f"host CPU {r['cpu_ms_per_step']:.0f} ms/step"
+                  + (f", speed vs peer {speed['median']:.3f}x [{speed['min']:.3f}, {speed['max']:.3f}], CPU time "
+                     f"peer/ours {r['cpu_time_vs_peer']['median']:.3f}x, first outputs differ by "
+                     f"{r['check_max_abs_diff']:.1e}" if speed else ""),
                   file=sys.stderr, flush=True)
   load_after = os.getloadavg()
   devices = sorted({r["device"] for r in results})

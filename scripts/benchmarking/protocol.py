@@ -87,11 +87,12 @@ def serve(build: Callable[[dict[str, Any]], Runner]) -> None:
   for line in sys.stdin:
     command = json.loads(line)
     if command["cmd"] == "time":
-      start = time.perf_counter()
+      start, cpu_start = time.perf_counter(), time.process_time()
       for _ in range(command["steps"]):
         result = runner.step()
       runner.sync(result)
-      send({"event": "timed", "seconds": time.perf_counter() - start, "steps": command["steps"]})
+      send({"event": "timed", "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+            "steps": command["steps"]})
     elif command["cmd"] == "exit":
       send({"event": "done", "peak_memory_bytes": runner.peak_memory_bytes(), "memory_kind": runner.memory_kind})
       return
