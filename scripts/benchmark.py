@@ -117,6 +117,15 @@ def start_worker(name: str, spec: dict[str, Any], workdir: pathlib.Path) -> Work
   return worker
 
 
+def export_weights(spec: dict[str, Any], workdir: pathlib.Path) -> None:
+  """Our random weights as an HF directory (scripts/benchmarking/ours.py, in a process of its own)."""
+  with (workdir / "export.log").open("w") as log:
+    done = subprocess.run([sys.executable, "-m", WORKERS["ours"], json.dumps({**spec, "row": "export"})], cwd=REPO,
+                          stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+  if done.returncode:
+    raise RuntimeError(f"exporting the weights for the peer failed:\n{(workdir / 'export.log').read_text()[-3000:]}")
+
+
 def write_inputs(workdir: pathlib.Path, config, batch: int, classes: int) -> None:
   rng = np.random.default_rng(0)
   videos = rng.integers(0, 256, (batch, config.num_frames, config.image_size, config.image_size, 3), dtype=np.uint8)
@@ -141,8 +150,9 @@ def run_row(args: argparse.Namespace, variant: str, frames: int, row: str, workd
   names = ["ours"] + ([args.peer] if args.peer != "none" else [])
   workers: list[Worker] = []
   try:
-    export = args.peer != "none" and not (workdir / "hf").exists()
-    workers.append(start_worker("ours", {**spec, "export_to": spec["weights"] if export else None}, workdir))
+    if args.peer != "none" and not (workdir / "hf").exists():
+      export_weights(spec, workdir)
+    workers.append(start_worker("ours", spec, workdir))
     for name in names[1:]:
       workers.append(start_worker(name, spec, workdir))
     for repeat in range(args.repeats):

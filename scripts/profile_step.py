@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = benchmark.worker_spec(bench, variant, frames, args.row, workdir)
     benchmark.apply_cpu_limits(spec)
     if args.framework == "hf":  # the peer loads our weights through the converter, as in the benchmark
-      from scripts.benchmarking.ours import OursRunner
-      OursRunner({**spec, "row": "infer", "export_to": spec["weights"]})
+      benchmark.export_weights(spec, workdir)
       from scripts.benchmarking.peer_hf import PeerRunner as runner_class
     else:
       from scripts.benchmarking.ours import OursRunner as runner_class

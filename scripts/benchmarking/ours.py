@@ -9,7 +9,9 @@ Inference row: normalise + video tower + MIT + prompt generator + logits against
 
 from __future__ import annotations
 
+import json
 import pathlib
+import sys
 import time
 from typing import Any
 
@@ -46,14 +48,19 @@ def model_config(spec: dict[str, Any]):
                         **spec["overrides"])
 
 
-def export_params(config, model_state: nnx.State, directory: pathlib.Path) -> None:
-  """Writes the model as an HF XCLIPModel directory (the project's converter), for the peer to load."""
+def export_weights(spec: dict[str, Any]) -> None:
+  """Writes our randomly initialised model (seed 0, what the runners build) as an HF XCLIPModel directory
+  with the project's converter, for the peer to load: both then time the same model. Run in a process of
+  its own so that the host copies it makes do not count in a runner's peak memory."""
   from xclip_jax.conversion.convert import export_checkpoint
   from xclip_jax.models.params import to_layer_params
 
-  params = flatten_dict(nnx.to_pure_dict(model_state.filter(nnx.Param)))
+  config = model_config(spec)
+  model_state = train_state.create_model_state(config, sharding.make_mesh(spec["mesh"]), seed=0)
+  params = flatten_dict(nnx.to_pure_dict(nnx.state(nnx.merge(train_state.model_graphdef(config), model_state),
+                                                   nnx.Param)))
   params = to_layer_params(config, {path: np.asarray(jax.device_get(value)) for path, value in params.items()})
-  export_checkpoint("hf", config, params, directory, overwrite=True)
+  export_checkpoint("hf", config, params, pathlib.Path(spec["weights"]), overwrite=True)
 
 
 class OursRunner(protocol.Runner):
@@ -80,8 +87,6 @@ class OursRunner(protocol.Runner):
     with jax.set_mesh(mesh):
       batch = global_batch({"video": inputs["videos"], "label": inputs["labels"]}, mesh)
       tokens = jnp.asarray(inputs["tokens"])
-      if spec.get("export_to"):
-        export_params(config, model_state, pathlib.Path(spec["export_to"]))
       encode = jax.jit(steps.make_text_encoder(graphdef))
       text = tokens if spec["train_text"] and spec["row"] == "train" else encode(model_state, tokens)
     self.mesh = mesh
@@ -132,4 +137,7 @@ class OursRunner(protocol.Runner):
 
 
 if __name__ == "__main__":
-  protocol.serve(OursRunner)
+  if json.loads(sys.argv[1])["row"] == "export":
+    export_weights(json.loads(sys.argv[1]))
+  else:
+    protocol.serve(OursRunner)
