@@ -5,7 +5,8 @@
   python scripts/benchmark.py --peer none --variant B/16 --batch 256 --accum 4 --mesh data=1,fsdp=-1 --remat
 
 For each variant x frames x row (`train`, `infer`), ours and the peer each run in their own process with
-the same random weights (ours are exported to an HF directory by the project's converter and loaded with
+the same random weights (created once, in a process of their own, saved as an xclip_jax directory and, by
+the project's converter, as an HF directory; each side loads its file, the peer with
 `XCLIPModel.from_pretrained`) and the same synthetic uint8 batch; both check that their first output agrees
 (max |difference| printed). After each worker's warm-up, the parent times blocks of `--steps` steps
 alternately (ours, peer, peer, ours, ...), `--repeats` times, so that both see the same machine load; the
@@ -119,7 +120,7 @@ def start_worker(name: str, spec: dict[str, Any], workdir: pathlib.Path) -> Work
 
 
 def export_weights(spec: dict[str, Any], workdir: pathlib.Path) -> None:
-  """Our random weights as an HF directory (scripts/benchmarking/ours.py, in a process of its own)."""
+  """Random weights for both frameworks (scripts/benchmarking/ours.py, in a process of its own)."""
   with (workdir / "export.log").open("w") as log:
     done = subprocess.run([sys.executable, "-m", WORKERS["ours"], json.dumps({**spec, "row": "export"})], cwd=REPO,
                           stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -141,7 +142,7 @@ def worker_spec(args: argparse.Namespace, variant: str, frames: int, row: str, w
   return dict(variant=variant, frames=frames, row=row, batch=args.batch, accum=args.accum, dtype=args.dtype,
               remat=args.remat, train_text=args.train_text, attention=args.attention, mesh=args.mesh,
               overrides=args.overrides, scan_layers=args.scan_layers, warmup=args.warmup, cpus=args.cpus,
-              peer_attention=args.peer_attention, workdir=str(workdir), weights=str(workdir / "hf"))
+              peer=args.peer, peer_attention=args.peer_attention, workdir=str(workdir), weights=str(workdir / "hf"))
 
 
 def run_row(args: argparse.Namespace, variant: str, frames: int, row: str, workdir: pathlib.Path
@@ -157,7 +158,7 @@ def run_row(args: argparse.Namespace, variant: str, frames: int, row: str, workd
     worker.cpu_blocks.append(timed["cpu_seconds"] / timed["steps"])
 
   try:
-    if args.peer != "none" and not (workdir / "hf").exists():
+    if not (workdir / "jax").exists():
       export_weights(spec, workdir)
     if args.one_at_a_time:  # each framework alone in memory: all its blocks, then the next framework
       for name in names:

@@ -126,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     config = benchmark.variant_config(variant, frames=frames)
     benchmark.write_inputs(workdir, config, bench.batch, bench.classes)
     spec = benchmark.worker_spec(bench, variant, frames, args.row, workdir)
+    spec["peer"] = "hf" if args.framework == "hf" else "none"
     benchmark.apply_cpu_limits(spec)
-    if args.framework == "hf":  # the peer loads our weights through the converter, as in the benchmark
-      benchmark.export_weights(spec, workdir)
+    benchmark.export_weights(spec, workdir)  # the weights both load, as in the benchmark
+    if args.framework == "hf":
       from scripts.benchmarking.peer_hf import PeerRunner as runner_class
     else:
       from scripts.benchmarking.ours import OursRunner as runner_class

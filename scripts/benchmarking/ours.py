@@ -23,7 +23,7 @@ from flax import nnx
 from flax.traverse_util import flatten_dict
 
 from scripts.benchmarking import protocol
-from xclip_jax import sharding
+from xclip_jax import pretrained, sharding
 from xclip_jax.data import device_ops
 from xclip_jax.data.pipeline import global_batch
 from xclip_jax.models.config import variant_config
@@ -49,9 +49,11 @@ def model_config(spec: dict[str, Any]):
 
 
 def export_weights(spec: dict[str, Any]) -> None:
-  """Writes our randomly initialised model (seed 0, what the runners build) as an HF XCLIPModel directory
-  with the project's converter, for the peer to load: both then time the same model. Run in a process of
-  its own so that the host copies it makes do not count in a runner's peak memory."""
+  """Writes a randomly initialised model (seed 0) as an xclip_jax directory (`<workdir>/jax`, what our
+  runners load) and, with the project's converter, as an HF XCLIPModel directory (`spec["weights"]`, what
+  the peer loads): both then time the same model, and both start from a file. Runs in a process of its
+  own, so that neither the initialisation program nor the host copies count in a runner's peak memory."""
+  from xclip_jax import pretrained
   from xclip_jax.conversion.convert import export_checkpoint
   from xclip_jax.models.params import to_layer_params
 
@@ -60,7 +62,10 @@ def export_weights(spec: dict[str, Any]) -> None:
   params = flatten_dict(nnx.to_pure_dict(nnx.state(nnx.merge(train_state.model_graphdef(config), model_state),
                                                    nnx.Param)))
   params = to_layer_params(config, {path: np.asarray(jax.device_get(value)) for path, value in params.items()})
-  export_checkpoint("hf", config, params, pathlib.Path(spec["weights"]), overwrite=True)
+  workdir = pathlib.Path(spec["workdir"])
+  pretrained.save_pretrained(workdir / "jax", config, params, overwrite=True)
+  if spec["peer"] != "none":
+    export_checkpoint("hf", config, params, pathlib.Path(spec["weights"]), overwrite=True)
 
 
 class OursRunner(protocol.Runner):
@@ -75,15 +80,17 @@ class OursRunner(protocol.Runner):
     self.device = f"{jax.device_count()} x {device.device_kind} ({device.platform})"
     self.memory_kind = "device" if device.platform != "cpu" else "rss"
     graphdef = train_state.model_graphdef(config)
+    _, params = pretrained.load_pretrained(pathlib.Path(spec["workdir"]) / "jax")  # written by export_weights
     # States are created outside `jax.set_mesh`: their logical axis names are mapped by xclip_jax.sharding.
     if spec["row"] == "train":
       tx, schedules = optimizer.make_optimizer(ml_collections.ConfigDict(TRAIN_CONFIG), total_steps=1000,
                                                warmup_steps=10)
       trainable = optimizer.trainable_filter(spec["train_text"])
-      state = train_state.create_train_state(config, tx, trainable, mesh, seed=0)
+      state = train_state.create_train_state(config, tx, trainable, mesh, seed=0, init_params=params)
       model_state = state.state["model"]
     else:
-      model_state = train_state.create_model_state(config, mesh, seed=0)
+      _, model_state = train_state.place_model(config, params, mesh)
+    del params
     with jax.set_mesh(mesh):
       batch = global_batch({"video": inputs["videos"], "label": inputs["labels"]}, mesh)
       tokens = jnp.asarray(inputs["tokens"])
