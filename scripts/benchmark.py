@@ -105,11 +105,17 @@ def apply_cpu_limits(spec: dict[str, Any]) -> None:
     os.sched_setaffinity(0, spec["cpus"])
 
 
+def worker_env() -> dict[str, str]:
+  # Both workers share one accelerator: JAX must not reserve 75% of its memory up front (its peak in use is
+  # still reported exactly).
+  return {**os.environ, "PYTHONPATH": str(REPO), "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+
+
 def start_worker(name: str, spec: dict[str, Any], workdir: pathlib.Path) -> Worker:
   log = workdir / f"{name}-{spec['row']}.log"
   process = subprocess.Popen([sys.executable, "-m", WORKERS[name], json.dumps(spec)], cwd=REPO, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"),
-                             env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=lambda: apply_cpu_limits(spec))
+                             env=worker_env(), preexec_fn=lambda: apply_cpu_limits(spec))
   worker = Worker(name, process, log)
   try:
     worker.ready = worker.receive()
@@ -123,7 +129,7 @@ def export_weights(spec: dict[str, Any], workdir: pathlib.Path) -> None:
   """Random weights for both frameworks (scripts/benchmarking/ours.py, in a process of its own)."""
   with (workdir / "export.log").open("w") as log:
     done = subprocess.run([sys.executable, "-m", WORKERS["ours"], json.dumps({**spec, "row": "export"})], cwd=REPO,
-                          stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          stdout=log, stderr=subprocess.STDOUT, env=worker_env())
   if done.returncode:
     raise RuntimeError(f"exporting the weights for the peer failed:\n{(workdir / 'export.log').read_text()[-3000:]}")
 
