@@ -185,9 +185,8 @@ def print_flops_breakdown(config: ModelConfig, *, num_classes: int = 1) -> None:
 def _abstract_model(config: ModelConfig):
   """The model with ShapeDtypeStruct parameters: nothing is allocated, even for L/14@336.
 
-  Cached (callers here only read it) because tracing the constructor is slow: ~8 s for L/14 on 2 CPU
-  cores, nearly all in flax's RNG-counter updates asking tracers for `.sharding`, which makes JAX format
-  an error message by walking the whole jaxpr for each of the ~700 draws.
+  Cached (callers here only read it): tracing the constructor still takes ~0.5 s for L/14 on 2 CPU cores
+  (it took ~8 s while nnx.Rngs counted the draws; see `xclip_jax.models.layers.KeySequence`).
   """
   from flax import nnx
 

@@ -27,6 +27,7 @@ LOGICAL_RULES: tuple[tuple[str, str | None], ...] = (
     ("vocab", "tensor"),
     ("joint", "tensor"),
     ("norm", None),
+    ("layers", None),  # the layer axis of stacked (scanned) blocks
 )
 
 

@@ -12,22 +12,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xclip_jax.models import layers
+from xclip_jax.models import layer_stack, layers
 from xclip_jax.models.config import ModelConfig
-from xclip_jax.models.transformer import run_blocks
 
 
 class CrossFrameBlock(nnx.Module):
   """One CCT block; without cross-frame communication it is exactly CLIP's residual block."""
 
-  def __init__(self, config: ModelConfig, index: int, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: layers.KeySequence):
     width, dtype, eps = config.vision_width, config.dtype, config.layer_norm_eps
     impl = config.attention_implementation
     self.num_frames = config.num_frames
-    self.index = index
-    # Official schedule: linspace(0, rate, layers), one rate for the three residuals of a block.
-    self.drop_rate = (config.drop_path_rate * index / (config.vision_layers - 1)
-                      if config.vision_layers > 1 else 0.0)
+    self.num_layers = config.vision_layers
+    self.drop_path_rate = config.drop_path_rate
     # CLIP weights (random init here only matters when training from scratch).
     clip_std = width**-0.5
     self.ln_1 = layers.LayerNorm(width, eps=eps, dtype=dtype)
@@ -49,25 +46,27 @@ class CrossFrameBlock(nnx.Module):
     else:
       self.message_fc = self.message_ln = self.message_attn = None
 
-  def __call__(self, x: jax.Array, drop_rng: jax.Array | None) -> jax.Array:
-    """x: (B*T, L, D) tokens of every frame, frame index fastest. Returns the same shape."""
+  def __call__(self, x: jax.Array, drop_rng: jax.Array | None, *, layer: int | jax.Array) -> jax.Array:
+    """x: (B*T, L, D) tokens of every frame, frame index fastest; `layer` is this block's index (traced
+    when the layers are scanned). Returns the same shape."""
     frames_total, length, width = x.shape
-    rngs = (list(jax.random.split(jax.random.fold_in(drop_rng, self.index), 3))
-            if drop_rng is not None and self.drop_rate > 0 else [None] * 3)
+    # Official schedule: linspace(0, rate, layers), one rate for the three residuals of a block.
+    drop_rate = self.drop_path_rate * layer / (self.num_layers - 1) if self.num_layers > 1 else 0.0
+    rngs = (list(jax.random.split(jax.random.fold_in(drop_rng, layer), 3))
+            if drop_rng is not None and self.drop_path_rate > 0 else [None] * 3)
     if self.message_fc is not None:
       message = self.message_fc(x[:, 0]).reshape(-1, self.num_frames, width)  # (B, T, D)
-      message = message + layers.drop_path(self.message_attn(self.message_ln(message)), self.drop_rate,
-                                           rngs[0])
+      message = message + layers.drop_path(self.message_attn(self.message_ln(message)), drop_rate, rngs[0])
       x = jnp.concatenate([x, message.reshape(frames_total, 1, width).astype(x.dtype)], axis=1)
-    x = x + layers.drop_path(self.attn(self.ln_1(x)), self.drop_rate, rngs[1])
+    x = x + layers.drop_path(self.attn(self.ln_1(x)), drop_rate, rngs[1])
     x = x[:, :length]  # drop the message token before the MLP
-    return x + layers.drop_path(self.mlp(self.ln_2(x)), self.drop_rate, rngs[2])
+    return x + layers.drop_path(self.mlp(self.ln_2(x)), drop_rate, rngs[2])
 
 
 class VisionTransformer(nnx.Module):
   """Frames (B*T, H, W, 3) -> per-frame embeddings (B*T, E) and last-block patch tokens (B*T, N, D)."""
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: layers.KeySequence):
     width, patch = config.vision_width, config.patch_size
     scale = width**-0.5
     self.patch_size = patch
@@ -82,7 +81,8 @@ class VisionTransformer(nnx.Module):
     self.positional_embedding = layers.param(
         position_std * jax.random.normal(rngs.params(), (config.num_patches + 1, width)), (None, layers.EMBED))
     self.ln_pre = layers.LayerNorm(width, eps=config.layer_norm_eps, dtype=config.dtype)
-    self.resblocks = nnx.List([CrossFrameBlock(config, i, rngs=rngs) for i in range(config.vision_layers)])
+    self.resblocks = layer_stack.init_blocks(lambda keys: CrossFrameBlock(config, rngs=keys), config.vision_layers,
+                                             rngs, stacked=config.scan_layers)
     self.ln_post = layers.LayerNorm(width, eps=config.layer_norm_eps, dtype=config.dtype)
     self.proj = layers.param(scale * jax.random.normal(rngs.params(), (width, config.embed_dim)),
                              (layers.EMBED, layers.JOINT))
@@ -102,7 +102,7 @@ class VisionTransformer(nnx.Module):
     cls = jnp.broadcast_to(self.class_embedding[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
     x = jnp.concatenate([cls, x], axis=1) + self.positional_embedding[...].astype(x.dtype)
     x = self.ln_pre(x)
-    x = run_blocks(self.resblocks, x, drop_rng, remat=self.remat)
+    x = layer_stack.run_blocks(self.resblocks, x, drop_rng, remat=self.remat)
     cls_features = self.ln_post(x[:, 0]) @ self.proj[...].astype(self.dtype)
     return cls_features, x[:, 1:]
 

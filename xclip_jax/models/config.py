@@ -20,7 +20,7 @@ DEFAULT_PROMPT_ALPHA = 0.1
 SUPPORTED_FRAMES = (8, 16, 32)
 
 # Fields that describe how the model runs, not what its parameters are.
-RUNTIME_FIELDS = ("dtype", "remat", "drop_path_rate", "attention_implementation")
+RUNTIME_FIELDS = ("dtype", "remat", "drop_path_rate", "attention_implementation", "scan_layers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +71,9 @@ class ModelConfig:
   remat: bool = False  # rematerialise each transformer block in the backward pass.
   drop_path_rate: float = 0.0  # stochastic depth, linear schedule over vision layers (official: 0).
   attention_implementation: str = "auto"  # "auto" (cuDNN on GPU when it applies), "xla" or "cudnn".
+  # Stack each tower's block parameters (leading layer axis) and run them with lax.scan: one compiled block
+  # per tower instead of one per layer. Saved models and converters keep the per-layer layout.
+  scan_layers: bool = False
 
   def __post_init__(self):
     checks = [

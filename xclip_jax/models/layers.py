@@ -23,8 +23,37 @@ HIDDEN = "mlp"  # hidden layer of the feed-forward block
 VOCAB = "vocab"  # token vocabulary
 JOINT = "joint"  # the joint video-text embedding (E) at projection outputs
 NORM = "norm"  # LayerNorm scale/bias vectors (replicated by default)
+LAYERS = "layers"  # leading axis of stacked block parameters (model.scan_layers; never sharded)
 
 TRUNC_NORMAL_002 = nnx.initializers.truncated_normal(stddev=0.02, lower=-100.0, upper=100.0)
+
+
+class KeySequence:
+  """The parameter keys of `nnx.Rngs(params=seed)`, counted in Python.
+
+  `nnx.Rngs(params=seed).params()` returns fold_in(key(seed), n) for n = 0, 1, 2, ...; so does `params()`
+  here. nnx keeps n in a variable updated with `count[...] += 1`, which under tracing asks each tracer for
+  `.sharding`, and JAX then walks the whole jaxpr to word the error: quadratic in the number of draws
+  (~900 in B/32), seconds to tens of seconds per trace of a model constructor. `offset` may be a traced
+  integer: stacked blocks are built by one vmapped constructor whose layer i starts where the sequential
+  construction would have (xclip_jax/models/layer_stack.py).
+  """
+
+  def __init__(self, key: jax.Array | int, offset: int | jax.Array = 0):
+    self.key = jax.random.key(key) if isinstance(key, int) else key
+    self.offset = offset
+    self.count = 0
+
+  def params(self) -> jax.Array:
+    key = jax.random.fold_in(self.key, self.offset + self.count)
+    self.count += 1
+    return key
+
+  def skip(self, draws: int) -> int | jax.Array:
+    """Reserves the next `draws` keys (drawn elsewhere); returns the index of the first."""
+    start = self.offset + self.count
+    self.count += draws
+    return start
 
 
 def symmetric_uniform(bound: float) -> Initializer:
@@ -79,7 +108,7 @@ class Linear(nnx.Module):
   """Dense layer (kernel stored (in, out), as Flax does) with logical axes on its parameters."""
 
   def __init__(self, in_features: int, out_features: int, *, axes: tuple[str | None, str | None],
-               rngs: nnx.Rngs, use_bias: bool = True, kernel_init: Initializer | None = None,
+               rngs: KeySequence, use_bias: bool = True, kernel_init: Initializer | None = None,
                bias_init: Initializer | None = None, dtype: str = "float32"):
     kernel_init = kernel_init or torch_linear_init(in_features)
     bias_init = bias_init or nnx.initializers.zeros_init()
@@ -102,7 +131,7 @@ def quick_gelu(x: jax.Array) -> jax.Array:
 class MLP(nnx.Module):
   """Linear -> QuickGELU -> Linear, the feed-forward block of every CLIP-style transformer."""
 
-  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, dtype: str = "float32",
+  def __init__(self, width: int, hidden: int, *, rngs: KeySequence, dtype: str = "float32",
                kernel_init: Initializer | None = None, bias_init: Initializer | None = None):
     self.fc1 = Linear(width, hidden, axes=(EMBED, HIDDEN), rngs=rngs, dtype=dtype, kernel_init=kernel_init,
                       bias_init=bias_init)
@@ -135,7 +164,7 @@ class Attention(nnx.Module):
   (no q/k/v bias). Query scaling is head_dim**-0.5 as in CLIP.
   """
 
-  def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, qkv_bias: bool = True,
+  def __init__(self, width: int, heads: int, *, rngs: KeySequence, qkv_bias: bool = True,
                dtype: str = "float32", implementation: str = "auto",
                qkv_init: Initializer | None = None, out_init: Initializer | None = None,
                bias_init: Initializer | None = None):
@@ -164,12 +193,13 @@ class Attention(nnx.Module):
     return self.out(y)
 
 
-def drop_path(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+def drop_path(x: jax.Array, rate: float | jax.Array, rng: jax.Array | None) -> jax.Array:
   """Stochastic depth: zeroes whole samples (leading axis) of a residual branch with prob `rate`.
 
-  Identity when `rate == 0` or no rng is given (evaluation).
+  Identity when no rng is given (evaluation) or `rate` is a Python 0; a traced rate (scanned layers) of 0
+  keeps every sample and divides by 1, so it gives the same values.
   """
-  if rate == 0.0 or rng is None:
+  if rng is None or (isinstance(rate, int | float) and rate == 0.0):
     return x
   keep = 1.0 - rate
   mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))

@@ -18,7 +18,7 @@ from xclip_jax.models.transformer import Transformer
 class MultiframeIntegrationTransformer(nnx.Module):
   """Frame embeddings (B, T, E) -> video embedding (B, E)."""
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: layers.KeySequence):
     width = config.embed_dim
     # trunc_normal_(std) cut at +-2 in absolute value, as PyTorch's default bounds (+-100 std at 0.02).
     std = config.video_position_init_std or 0.02
@@ -29,6 +29,7 @@ class MultiframeIntegrationTransformer(nnx.Module):
     self.transformer = Transformer(
         width, config.mit_layers, config.mit_heads, config.mit_mlp_dim, rngs=rngs, eps=config.layer_norm_eps,
         dtype=config.dtype, implementation=config.attention_implementation, remat=config.remat,
+        scan_layers=config.scan_layers,
         qkv_init=layers.packed_xavier_uniform(width), out_init=layers.TRUNC_NORMAL_002,
         mlp_init=layers.TRUNC_NORMAL_002)
 

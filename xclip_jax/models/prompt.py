@@ -18,7 +18,7 @@ from xclip_jax.models.config import ModelConfig
 class PromptGeneratorLayer(nnx.Module):
   """text + CrossAttn(norm1(text), visual), then text + MLP(norm3(text))."""
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: layers.KeySequence):
     width, dtype = config.embed_dim, config.dtype
     self.norm1 = layers.LayerNorm(width, eps=config.layer_norm_eps, dtype=dtype)
     self.cross_attn = layers.Attention(
@@ -36,7 +36,7 @@ class PromptGeneratorLayer(nnx.Module):
 class VideoSpecificPrompt(nnx.Module):
   """Returns alpha * Dec(text, visual): text (B, K, E), visual (B, N, E) -> (B, K, E)."""
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: layers.KeySequence):
     self.norm = layers.LayerNorm(config.embed_dim, eps=config.layer_norm_eps, dtype=config.dtype)
     self.decoder = nnx.List([PromptGeneratorLayer(config, rngs=rngs) for _ in range(config.prompt_layers)])
     self.alpha = layers.param(jnp.full((config.embed_dim,), config.prompt_alpha), (layers.NORM,))

@@ -14,7 +14,7 @@ from xclip_jax.models.transformer import Transformer
 class TextTransformer(nnx.Module):
   """Tokens (K, context_length) int32 -> class-text embeddings (K, E)."""
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: layers.KeySequence):
     width, depth = config.text_width, config.text_layers
     self.dtype = layers.compute_dtype(config.dtype)
     self.context_length = config.context_length
@@ -27,7 +27,7 @@ class TextTransformer(nnx.Module):
     self.transformer = Transformer(
         width, depth, config.text_heads, config.text_mlp_dim, rngs=rngs, causal=True,
         eps=config.layer_norm_eps, dtype=config.dtype, implementation=config.attention_implementation,
-        remat=config.remat, qkv_init=nnx.initializers.normal(attn_std),
+        remat=config.remat, scan_layers=config.scan_layers, qkv_init=nnx.initializers.normal(attn_std),
         out_init=nnx.initializers.normal(attn_std * (2 * depth)**-0.5), mlp_init=nnx.initializers.normal(fc_std))
     self.ln_final = layers.LayerNorm(width, eps=config.layer_norm_eps, dtype=config.dtype)
     self.text_projection = layers.param(attn_std * jax.random.normal(rngs.params(), (width, config.embed_dim)),

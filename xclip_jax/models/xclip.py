@@ -30,7 +30,7 @@ class XCLIP(nnx.Module):
   Inputs are videos (B, T, H, W, 3) float32, ImageNet-normalised, and tokens (K, 77) int32.
   """
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: layers.KeySequence):
     self.config = config
     self.dtype = layers.compute_dtype(config.dtype)
     self.visual = VisionTransformer(config, rngs=rngs)
@@ -111,4 +111,4 @@ def _l2_normalize(x: jax.Array) -> jax.Array:
 
 def create_model(config: ModelConfig, seed: int = 0) -> XCLIP:
   """A randomly initialised model (new X-CLIP modules get the official initialisation)."""
-  return XCLIP(config, rngs=nnx.Rngs(params=seed))
+  return XCLIP(config, rngs=layers.KeySequence(seed))

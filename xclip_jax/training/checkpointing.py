@@ -22,6 +22,7 @@ from flax import nnx
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from xclip_jax.models.config import ModelConfig
+from xclip_jax.models.params import to_layer_params
 
 STATE, DATA, META = "state", "data", "meta"
 SEPARATOR = "."
@@ -107,7 +108,7 @@ class Checkpointer:
 
 def load_model_params(workdir: str | os.PathLike, step: int | None = None
                       ) -> tuple[ModelConfig, dict[tuple[str | int, ...], np.ndarray]]:
-  """Model config and parameters (host numpy) of a training workdir's latest (or given) checkpoint."""
+  """Model config and parameters (host numpy, per-layer layout) of a workdir's latest (or given) checkpoint."""
   directory = pathlib.Path(workdir) / "checkpoints"
   manager = ocp.CheckpointManager(directory.absolute(), item_handlers={
       STATE: ocp.StandardCheckpointHandler(), META: ocp.JsonCheckpointHandler()})
@@ -127,4 +128,4 @@ def load_model_params(workdir: str | os.PathLike, step: int | None = None
   prefix = "model" + SEPARATOR
   params = {tuple(int(p) if p.isdigit() else p for p in key[len(prefix):].split(SEPARATOR)): np.asarray(value)
             for key, value in restored[STATE].items() if key.startswith(prefix)}
-  return config, params
+  return config, to_layer_params(config, params)

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from xclip_jax.models.params import stack_position
+
 NEW_MODULE_KEYS = ("message_fc", "message_ln", "message_attn", "mit", "prompts_visual_ln", "prompts_visual_proj",
                    "prompts_generator")
 TEXT_KEYS = ("text", "logit_scale")
@@ -53,9 +55,11 @@ def parameter_group(path: tuple[Any, ...]) -> str:
 
 
 def decays(path: tuple[Any, ...], value: jax.Array) -> bool:
-  """Official rule: no decay for 1-D tensors, biases and position embeddings."""
+  """Official rule: no decay for 1-D tensors, biases and position embeddings (per layer: the leading layer
+  axis of stacked parameters does not count)."""
   names = _names(path)
-  return jnp.ndim(value) >= 2 and not any(key in names for key in NO_DECAY_KEYS)
+  ndim = jnp.ndim(value) - (stack_position(names) is not None)
+  return ndim >= 2 and not any(key in names for key in NO_DECAY_KEYS)
 
 
 def timm_cosine_schedule(base_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 
 from xclip_jax import sharding
 from xclip_jax.models.config import ModelConfig
-from xclip_jax.models.params import Path, abstract_model, model_from_params
+from xclip_jax.models.params import Path, abstract_model, from_layer_params, model_from_params
 from xclip_jax.models.xclip import XCLIP, create_model
 
 
@@ -54,14 +54,17 @@ def _merge_init_params(model: XCLIP, init_params: Mapping[Path, jax.Array]) -> N
 
 def create_train_state(model_config: ModelConfig, tx: optax.GradientTransformation, trainable: nnx.filterlib.Filter,
                        mesh: Mesh, *, seed: int, init_params: Mapping[Path, np.ndarray] | None = None) -> TrainState:
-  """Initialises model and optimizer on the mesh (parameters from `init_params` where given)."""
+  """Initialises model and optimizer on the mesh (parameters from `init_params`, per-layer layout, where given).
+
+  One jitted program creates everything directly with its sharding.
+  """
   def build(init: Mapping[Path, jax.Array] | None) -> Trainable:
     model = create_model(model_config, seed=seed)
     if init:
       _merge_init_params(model, init)
     return Trainable(model, nnx.Optimizer(model, tx, wrt=trainable))
 
-  init = {p: np.asarray(v, np.float32) for p, v in (init_params or {}).items()}
+  init = from_layer_params(model_config, {p: np.asarray(v, np.float32) for p, v in (init_params or {}).items()})
   graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build(None)))
   shardings = sharding.state_shardings(abstract, mesh)
   init_shardings = None
@@ -77,6 +80,13 @@ def create_train_state(model_config: ModelConfig, tx: optax.GradientTransformati
 def model_graphdef(model_config: ModelConfig) -> nnx.GraphDef:
   """Graph of the bare model: what evaluation merges with `TrainState.state["model"]`."""
   return nnx.graphdef(abstract_model(model_config))
+
+
+def create_model_state(model_config: ModelConfig, mesh: Mesh, *, seed: int) -> nnx.State:
+  """A randomly initialised model's state, created by one jitted program directly on the mesh."""
+  abstract = nnx.state(abstract_model(model_config))
+  shardings = sharding.state_shardings(abstract, mesh)
+  return jax.jit(lambda: nnx.state(create_model(model_config, seed=seed)), out_shardings=shardings)()
 
 
 def place_model(model_config: ModelConfig, params: Mapping[Path, np.ndarray], mesh: Mesh

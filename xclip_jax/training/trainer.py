@@ -161,6 +161,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
                                             asynchronous=bool(config.checkpoint.asynchronous))
   latest = checkpointer.latest_step()
   if latest is not None:
+    saved_scan = bool(checkpointer.read_meta(latest).get("model_config", {}).get("scan_layers", False))
+    if saved_scan != model_config.scan_layers:
+      layout = "stacked" if saved_scan else "per layer"
+      raise ValueError(f"{checkpointer.directory / str(latest)} stores the layers {layout} (model.scan_layers="
+                       f"{saved_scan}); resume with --config.model.scan_layers={saved_scan}.")
     restored, _ = checkpointer.restore(latest, train_state.abstract_train_state(state), train_iterator)
     state.state = restored
     logging.info("Resumed from %s at step %d", checkpointer.directory / str(latest), state.step)
