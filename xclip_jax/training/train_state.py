@@ -110,8 +110,8 @@ def abstract_train_state(train_state: TrainState) -> nnx.State:
 
 def count_parameters(state: nnx.State, trainable: nnx.filterlib.Filter) -> dict[str, int]:
   model_state = state["model"]
-  total = sum(x.size for x in jax.tree.leaves(model_state.filter(nnx.Param)))
-  trained = sum(x.size for x in jax.tree.leaves(model_state.filter(trainable)))
+  total = sum(x.size for x in jax.tree.leaves(nnx.filter_state(model_state, nnx.Param)))
+  trained = sum(x.size for x in jax.tree.leaves(nnx.filter_state(model_state, trainable)))
   return {"parameters": total, "trainable": trained}
 
 
