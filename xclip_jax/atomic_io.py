@@ -46,27 +46,38 @@ def atomic_directory(output: str | os.PathLike, overwrite: bool = False) -> Iter
 
 
 @contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[pathlib.Path]:
+  """Yields the path of a temporary sibling of `path`, renamed onto `path` only if the block succeeds.
+
+  For writers that open the file themselves (a download, torch.save). Readers see the previous file or the
+  complete new one; on any error, KeyboardInterrupt included, the temporary file is deleted and an existing
+  `path` is untouched. `suffix` ends the temporary name (e.g. ".part").
+  """
+  path = pathlib.Path(path).absolute()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
+  os.close(fd)
+  staging = pathlib.Path(name)
+  try:
+    yield staging
+    # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644.
+    os.chmod(staging, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+    os.replace(staging, path)
+  finally:
+    staging.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator:
   """Yields a file open on a temporary sibling of `path` that replaces `path` only if the block succeeds.
 
   Readers see the previous file or the complete new one; on any error the temporary file is deleted and an
   existing `path` is untouched. `open_kwargs` go to `open` (encoding, newline).
   """
-  path = pathlib.Path(path).absolute()
-  path.parent.mkdir(parents=True, exist_ok=True)
   if "b" not in mode:
     open_kwargs.setdefault("encoding", "utf-8")
-  fd, staging = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-  try:
-    with os.fdopen(fd, mode, **open_kwargs) as f:
-      yield f
-    # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644.
-    os.chmod(staging, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-    os.replace(staging, path)
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.remove(staging)
-    raise
+  with atomic_path(path) as staging, open(staging, mode, **open_kwargs) as f:
+    yield f
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +16,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from xclip_jax import pretrained
-from xclip_jax.atomic_io import atomic_directory
+from xclip_jax.atomic_io import atomic_directory, atomic_path
 from xclip_jax.conversion import hf, official, torch_io
 from xclip_jax.conversion.rules import ConversionError, apply_rules, invert_rules
 from xclip_jax.models.config import ModelConfig
@@ -121,15 +120,6 @@ def import_checkpoint(source: str, path: str | os.PathLike, *, frames: int | Non
   return config, params, metadata
 
 
-def _atomic_file(output: pathlib.Path, overwrite: bool) -> pathlib.Path:
-  if output.exists() and not overwrite:
-    raise FileExistsError(f"{output} already exists; pass --overwrite to replace it.")
-  output.parent.mkdir(parents=True, exist_ok=True)
-  handle, staging = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
-  os.close(handle)
-  return pathlib.Path(staging)
-
-
 def export_checkpoint(target: str, config: ModelConfig, params: Mapping[Path, np.ndarray],
                       output: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
                       overwrite: bool = False) -> pathlib.Path:
@@ -146,11 +136,9 @@ def export_checkpoint(target: str, config: ModelConfig, params: Mapping[Path, np
     return output
   if target == "official":
     state = invert_rules(params, official.official_rules(config))
-    staging = _atomic_file(output, overwrite)
-    try:
+    if output.exists() and not overwrite:
+      raise FileExistsError(f"{output} already exists; pass --overwrite to replace it.")
+    with atomic_path(output) as staging:
       torch_io.save_state_dict(state, staging, wrap_key="model")
-      staging.replace(output)
-    finally:
-      staging.unlink(missing_ok=True)
     return output
   raise ValueError(f"Unknown target {target!r}; choose one of {TARGETS}.")

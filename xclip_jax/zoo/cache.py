@@ -12,15 +12,15 @@ that directory and reads it, without network or torch.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import pathlib
 import re
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+from xclip_jax import atomic_io
 
 CACHE_VARIABLE = "XCLIP_JAX_CACHE"
 DEFAULT_CACHE = "~/.cache/xclip_jax"
@@ -48,24 +48,6 @@ def converted_path(name: str, identity: Mapping[str, Any]) -> pathlib.Path:
   return cache_dir() / "models" / f"{slug}-{key}"
 
 
-@contextlib.contextmanager
-def staging_file(destination: pathlib.Path) -> Iterator[pathlib.Path]:
-  """A hidden temporary file beside `destination`, renamed onto it only if the block succeeds.
-
-  On any exception, KeyboardInterrupt included, the temporary file is deleted: the cache never holds a
-  partial file under a real name.
-  """
-  destination.parent.mkdir(parents=True, exist_ok=True)
-  handle, name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
-  os.close(handle)
-  staging = pathlib.Path(name)
-  try:
-    yield staging
-    os.replace(staging, destination)
-  finally:
-    staging.unlink(missing_ok=True)
-
-
 def _record_path(path: pathlib.Path) -> pathlib.Path:
   return path.with_name(path.name + RECORD_SUFFIX)
 
@@ -74,8 +56,7 @@ def write_sha256_record(path: pathlib.Path, sha256: str) -> None:
   """Remembers a file's SHA-256 with its size and mtime, so later loads need not hash it again."""
   stat = path.stat()
   record = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-  with staging_file(_record_path(path)) as staging:
-    staging.write_text(json.dumps(record) + "\n")
+  atomic_io.atomic_write_text(_record_path(path), json.dumps(record) + "\n")
 
 
 def recorded_sha256(path: pathlib.Path) -> str | None:

@@ -15,7 +15,7 @@ import pathlib
 import urllib.error
 import urllib.request
 
-from xclip_jax.zoo import cache
+from xclip_jax import atomic_io
 from xclip_jax.zoo.errors import DownloadError
 
 CHUNK_BYTES = 1 << 20
@@ -54,7 +54,7 @@ def download_file(url: str, destination: str | os.PathLike, *, sha256: str | Non
   destination = pathlib.Path(destination)
   hasher = hashlib.sha256()
   try:
-    with cache.staging_file(destination) as staging:
+    with atomic_io.atomic_path(destination, suffix=".part") as staging:
       request = urllib.request.Request(url, headers={"User-Agent": "xclip_jax"})
       with urllib.request.urlopen(request, timeout=timeout) as response, open(staging, "wb") as output:
         length = response.headers.get("Content-Length")
