@@ -32,18 +32,16 @@ def measure(variant: str, frames: int, batch: int, classes: int, layout: str) ->
   """In this process: times the three start-up phases of one training run (returns seconds per phase)."""
   import jax
   import jax.numpy as jnp
-  import ml_collections
 
-  from xclip_jax import sharding
+  from xclip_jax import run_config, sharding
   from xclip_jax.models.config import variant_config
   from xclip_jax.training import optimizer, steps, train_state
 
   extra = {"scan_layers": True} if layout == "scan" else {}
   config = variant_config(variant, frames=frames, **extra)
   mesh = sharding.make_mesh({"data": -1})
-  train_config = ml_collections.ConfigDict(dict(lr=8e-6, min_lr_ratio=0.01, new_module_lr_multiplier=10.0,
-                                                weight_decay=0.001, b1=0.9, b2=0.98, eps=1e-8, grad_clip_norm=0.0))
-  tx, schedules = optimizer.make_optimizer(train_config, total_steps=1000, warmup_steps=10)
+  # The official recipe (run-config defaults); the schedule's length does not matter here.
+  tx, schedules = optimizer.make_optimizer(run_config.base_config().train, total_steps=1000, warmup_steps=10)
   trainable = optimizer.trainable_filter(False)
   result = {}
 

@@ -46,7 +46,8 @@ def video_logits(model: Any, pixel_values: torch.Tensor, text_embeds: torch.Tens
   return model.logit_scale.exp() * torch.einsum("bd,bkd->bk", video, text)
 
 
-def parameter_groups(model: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+def parameter_groups(model: Any, lr: float, weight_decay: float, new_module_lr_multiplier: float
+                     ) -> list[dict[str, Any]]:
   """Official X-CLIP groups: (CLIP | X-CLIP modules) x (decay | no decay); frozen parameters left out."""
   groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
   for name, param in model.named_parameters():
@@ -55,8 +56,8 @@ def parameter_groups(model: Any, lr: float, weight_decay: float) -> list[dict[st
     new = any(key in name for key in NEW_MODULES)
     decay = param.ndim >= 2 and "bias" not in name and "position" not in name
     groups.setdefault((new, decay), []).append(param)
-  return [{"params": params, "lr": lr * (10.0 if new else 1.0), "weight_decay": weight_decay if decay else 0.0}
-          for (new, decay), params in groups.items()]
+  return [{"params": params, "lr": lr * (new_module_lr_multiplier if new else 1.0),
+           "weight_decay": weight_decay if decay else 0.0} for (new, decay), params in groups.items()]
 
 
 def soft_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.1) -> torch.Tensor:
@@ -99,8 +100,9 @@ class PeerRunner(protocol.Runner):
       if spec["remat"]:
         model.gradient_checkpointing_enable()
       # fused=True: torch's fastest AdamW on both CPU and CUDA (the default is a per-tensor loop on CPU).
-      self.optimizer = torch.optim.AdamW(parameter_groups(model, 8e-6, 0.001), betas=(0.9, 0.98), eps=1e-8,
-                                         fused=True)
+      recipe = protocol.official_recipe()
+      groups = parameter_groups(model, recipe.lr, recipe.weight_decay, recipe.new_module_lr_multiplier)
+      self.optimizer = torch.optim.AdamW(groups, betas=(recipe.b1, recipe.b2), eps=recipe.eps, fused=True)
       self._run = self.train_step
     else:
       model.eval()

@@ -16,12 +16,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import ml_collections
+
 MARK = "@@xclip-benchmark "
 INPUTS_FILE = "inputs.npz"  # videos (B, T, H, W, 3) uint8, labels (B,) int32, tokens (K, 77) int32
 
 # Dense bf16 peak per chip (datasheets), matched against the device kind (jax) or device name (torch).
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "L4": 121.0, "TPU v4": 275.0,
                "TPU v5 lite": 197.0, "TPU v5e": 197.0, "TPU v5p": 459.0, "TPU v6 lite": 918.0}
+
+
+def official_recipe() -> ml_collections.ConfigDict:
+  """The X-CLIP optimizer settings both sides train with (lr, 10x for the new modules, weight decay, betas,
+  eps): the project's run-config defaults, which are the official recipe. Imports no JAX (the peer's
+  process stays free of it)."""
+  from xclip_jax import run_config
+
+  return run_config.base_config().train
 
 
 def peak_tflops(kind: str, override: float | None = None) -> float | None:
