@@ -35,10 +35,11 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   # Class-name CSV (`id,name`); a path or a shipped list: kinetics_400, kinetics_600, hmdb_51, ucf_101.
   # Empty: the synthetic task's classes.csv, the TFDS label names, or the shards' classes.csv.
   c.class_names = ""
-  # TFDS dataset name (with config), data dir (None: TFDS default ~/tensorflow_datasets) and the TFDS split
-  # read for our "train" / "val" splits (any TFDS split expression, e.g. "train[:90%]").
+  # TFDS dataset name (with config), data dir (empty: TFDS default ~/tensorflow_datasets; a string, not None,
+  # so that --config.data.tfds_data_dir=... can override it) and the TFDS split read for our "train" / "val"
+  # splits (any TFDS split expression, e.g. "train[:90%]").
   c.tfds_name = "ucf101/ucf101_1_256"
-  c.tfds_data_dir = None
+  c.tfds_data_dir = ""
   c.tfds_split = ml_collections.ConfigDict({"train": "train", "val": "test"})
   # ArrayRecord shard patterns (glob) per split, e.g. "/data/k400_ar/train-*.array_record".
   c.arrayrecord = ml_collections.ConfigDict({"train": "", "val": ""})

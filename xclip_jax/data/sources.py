@@ -294,7 +294,7 @@ def make_source(cfg, split: str):
                      "list with xclip_jax.data.labels.k_shot_subset + write_label_list first")
   if cfg.source == "tfds":
     names = labels.read_class_names(cfg.class_names) if cfg.class_names else None
-    return TfdsSource(cfg.tfds_name, cfg.tfds_split[split], cfg.tfds_data_dir, names)
+    return TfdsSource(cfg.tfds_name, cfg.tfds_split[split], cfg.tfds_data_dir or None, names)
   if cfg.source == "arrayrecord":
     pattern = cfg.arrayrecord[split]
     if not pattern:
