@@ -11,7 +11,7 @@ lacks it, then:
 3. few-shot: fine-tunes on K=2 videos of each of 4 other held-out compositions, evaluates on their val set;
 4. writes runs/demo/report.png: example validation videos with their top-3 classes, and the training curves.
 There is no CLIP to start from here, so the text tower is trained too (train.train_text), with a from-scratch
-learning rate and no augmentation. README "What `make demo` shows" has the measured results.
+learning rate and no augmentation. docs/demo.md has the measured results.
 Arguments: shrink (true: a one-minute smoke run), seed (data, initialisation, data order and few-shot draw;
 seed s != 0 keeps its data in runs/demo/data_seed<s>; scripts/demo_seeds.py runs several).
 """
@@ -38,7 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Position embeddings (spatial in the ViT, temporal in the MIT) start at the scale of the tokens they are
       # added to, not at the official init for fine-tuning a pretrained CLIP (0.1 and 0.02 here): motion is
       # where the shape is over time, and from such small starts it is learned late, by luck or not at all
-      # (README "What `make demo` shows"). The MIT's embedding is the model's only signal of frame order.
+      # (docs/demo.md, "Why it used to depend on luck"). The MIT's embedding is the model's only signal of frame order.
       video_position_init_std=1.0))
 
   c.data.source = "synthetic"

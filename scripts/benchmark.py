@@ -27,7 +27,7 @@ shown alone) and the time of the first step after it (the peer's warm-up), and t
 (all threads; on a shared CPU, where wall time depends on the others' load, CPU time and `--cpus 0` -- both
 frameworks on one pinned core, no thread contention -- give steadier comparisons). `--dtype auto` computes in
 bf16 on accelerators (bf16 autocast for the peer) and float32 on CPU. Peak FLOP/s come from the device kind
-or `--peak-tflops`. The markdown table at the end is what the README shows.
+or `--peak-tflops`. The markdown table at the end is what docs/performance.md shows.
 """
 
 from __future__ import annotations

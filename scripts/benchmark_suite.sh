@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator figures of the README's Performance section (issue 8, parts 3-4), one command per part, each
+# The accelerator figures of docs/performance.md (issue 8, parts 3-4), one command per part, each
 # writing its full log (and JSON where the script has one) under DIR and printing its table at the end.
 #
 #   scripts/benchmark_suite.sh DIR [PART ...]     PART: device speed-b speed-l l336 profile data (default: all)

@@ -1,6 +1,6 @@
 """scripts/benchmark_startup.py and scripts/benchmark_suite.sh run as documented (tiny model; no time asserted).
 
-The figures live in the scripts' output and the README; what is checked is that every start-up phase runs with
+The figures live in the scripts' output and docs/performance.md; what is checked is that every start-up phase runs with
 the project's own functions for both layouts, and that the suite runs a part and refuses an unknown one.
 """
 

@@ -29,7 +29,7 @@ def test_demo_refuses_data_generated_with_another_seed(tmp_path):
 
 
 def test_shortened_demo_end_to_end(tmp_path):
-  """Through scripts/demo_seeds.py (one seed), as the README measures the demo."""
+  """Through scripts/demo_seeds.py (one seed), as docs/demo.md measures the demo."""
   root = tmp_path / "seeds"
   command = [sys.executable, str(training_fixtures.REPO / "scripts" / "demo_seeds.py"), "--seeds", "1",
              "--config", f"{training_fixtures.REPO / 'configs' / 'demo.py'}:shrink=true", "--workdir", str(root)]
