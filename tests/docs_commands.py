@@ -24,8 +24,9 @@ from tests.docs_markdown import CodeBlock
 
 SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
 SEPARATORS = {"|", "||", "&&", ";", "&"}
-PREFIX_WORDS = {"time", "nohup", "env", "sudo", "exec"}
+PREFIX_WORDS = {"time", "nohup", "env", "sudo", "exec", "do", "then", "else"}
 HELP_TIMEOUT_S = 180
+
 
 @dataclasses.dataclass(frozen=True)
 class Target:
@@ -46,24 +47,40 @@ class Command:
   args: list[str] = dataclasses.field(default_factory=list)  # the words after the target
 
 
+def _words(logical: str) -> list[str]:
+  lexer = shlex.shlex(logical, posix=True, punctuation_chars=";&|")
+  lexer.whitespace_split, lexer.commenters = True, "#"
+  return list(lexer)
+
+
 def shell_commands(block: CodeBlock, problems: list[str] | None = None) -> list[Command]:
-  """The commands of a shell block, continuation lines joined, comments dropped, split at | && || ; &."""
-  commands, pending, start = [], "", 0
+  """The commands of a shell block: continuation lines and multi-line quotes joined, comments and here-documents
+  dropped, split at | && || ; &."""
+  commands, pending, start, heredoc_end = [], "", 0, None
   for offset, line in enumerate(block.lines):
+    if heredoc_end is not None:
+      heredoc_end = None if line.strip() == heredoc_end else heredoc_end
+      continue
     if not pending:
       start = block.first_line + offset
     if line.rstrip().endswith("\\"):
       pending += line.rstrip()[:-1] + " "
       continue
-    logical, pending = (pending + line).strip(), ""
-    if logical.startswith("$ "):
-      logical = logical[2:]
+    logical = (pending + line).strip()
+    logical = logical[2:] if logical.startswith("$ ") else logical
     try:
-      words = shlex.split(logical, comments=True)
+      words = _words(logical)
     except ValueError as error:
+      if "closing quotation" in str(error) and offset + 1 < len(block.lines):
+        pending = pending + line + "\n"  # a quoted string goes on over lines
+        continue
       if problems is not None:
         problems.append(f"{start}: cannot split the command ({error}): {logical}")
+      pending = ""
       continue
+    pending = ""
+    heredoc = re.search(r"<<-?\s*['\"]?(\w+)", logical)
+    heredoc_end = heredoc.group(1) if heredoc else None
     current: list[str] = []
     for word in [*words, ";"]:
       if word in SEPARATORS:
@@ -76,6 +93,8 @@ def shell_commands(block: CodeBlock, problems: list[str] | None = None) -> list[
 
 
 def _command(line: int, words: list[str]) -> Command:
+  redirect = re.compile(r"\d?(?:>>?|<)")
+  words = [w for i, w in enumerate(words) if not redirect.fullmatch(w) and not (i and redirect.fullmatch(words[i - 1]))]
   while words and (words[0] in PREFIX_WORDS or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", words[0])):
     words = words[1:]
   command = Command(line, words)

@@ -158,19 +158,26 @@ def test_shell_commands_join_continuations_and_split_at_separators():
   block = CodeBlock("bash", 10, [
       "# a comment line",
       "HF_HUB_OFFLINE=1 python -m xclip_jax.zoo list --json && time python scripts/flops_table.py \\",
-      "    --params   # trailing comment",
+      "    --params 2>&1 > out/flops.txt  # trailing comment",
       "$ python3 -u scripts/demo_seeds.py --seeds 3 -- --config.train.lr=1",
       "tensorboard --logdir runs/ | tee log",
+      "for i in 0 1; do python -m xclip_jax.predict --help; done",
+      "cat > notes.txt <<'EOF'",
+      "python -m xclip_jax.inside_a_here_document",
+      "EOF",
+      'python -c "import xclip_jax',
+      'print(xclip_jax)"',
   ])
-  commands = shell_commands(block)
-  assert [(c.line, c.target, c.args) for c in commands] == [
+  commands = [(c.line, c.target, c.args) for c in shell_commands(block) if c.target]
+  assert commands == [
       (11, Target("module", "xclip_jax.zoo"), ["list", "--json"]),
       (11, Target("script", "scripts/flops_table.py"), ["--params"]),
       (13, Target("script", "scripts/demo_seeds.py"), ["--seeds", "3", "--", "--config.train.lr=1"]),
-      (14, None, []),
-      (14, None, []),
+      (15, Target("module", "xclip_jax.predict"), ["--help"]),
   ]
-  assert commands[3].words == ["tensorboard", "--logdir", "runs/"]
+  others = [c.words for c in shell_commands(block) if not c.target]
+  assert ["tensorboard", "--logdir", "runs/"] in others
+  assert ["python", "-c", "import xclip_jax\nprint(xclip_jax)"] in others  # a quoted string over two lines
   # Words after `--` belong to another command line (demo_seeds.py passes them to xclip_jax.main).
   assert docs_checker.check_command(REPO, Command(13, [], Target("script", "scripts/demo_seeds.py"),
                                                   ["--seeds", "3", "--", "--config.train.lr=1"])) == []
