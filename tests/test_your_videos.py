@@ -154,6 +154,9 @@ def test_bad_layouts_are_named(tmp_path):
   root = touch(tmp_path / "my_videos", "train/Archery/a.mp4", "train/loose.mp4", "test/Archery/b.mp4")
   with pytest.raises(folders.VideoInputError, match=r"my_videos/train: videos \['loose.mp4'\] are in no class "):
     protocols.run(run_config(root), tmp_path / "run")  # through the protocols, before anything is built
+  run = training_fixtures.run_main("configs/finetune.py:variant=tiny", tmp_path / "run", f"--config.data.root={root}")
+  assert run.returncode == 1 and "Traceback" not in run.stderr  # main says it in one line
+  assert f"xclip_jax.main: error: {root / 'train'}: videos ['loose.mp4'] are in no class sub-folder" in run.stderr
   (root / "train" / "loose.mp4").unlink()
   (root / "train" / "Bowling").mkdir()
   touch(root, "train/Bowling/notes.txt")
@@ -165,6 +168,9 @@ def test_bad_layouts_are_named(tmp_path):
     folders.read_layout(root, readable_names=True)
   with pytest.raises(folders.VideoInputError, match="my_videos: holds the splits"):
     labelled_videos.labelled_set(root)
+  touch(root, "Archery/e.mp4")
+  with pytest.raises(folders.VideoInputError, match="my_videos/Archery: beside the split folders train/, test/"):
+    folders.read_layout(root)
   with pytest.raises(folders.VideoInputError, match="nowhere: no such folder"):
     folders.read_layout(tmp_path / "nowhere")
   with pytest.raises(ValueError, match="data.root is empty"):

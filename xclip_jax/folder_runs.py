@@ -173,7 +173,8 @@ def evaluate_and_report(run: FolderRun, evaluator: Evaluator, state: Any, config
   result, evaluation = split_report.evaluate_split(evaluator, state, config.data, split=run.split, clips=clips,
                                                    crops=crops, context_length=context_length, max_videos=max_videos)
   where = run.layout.folder(run.split)
-  files = split_report.write_report(evaluation, epath.Path(workdir) / "report", title=where)
+  files = split_report.write_report(evaluation, epath.Path(workdir) / "report",
+                                    title="/".join(epath.Path(where).parts[-2:]))  # e.g. my_videos/test
   print(split_report.describe(evaluation, files, where=where), flush=True)
   print(f"  class names (for python -m xclip_jax.predict --labels-file): {run.classes_csv}", flush=True)
   return result, {"report": {"split": run.split, "folder": where, "files": {k: str(v) for k, v in files.items()},

@@ -196,6 +196,12 @@ def read_layout(root: str | epath.PathLike, *, readable_names: bool = False, spl
     raise VideoInputError(f"{root}: has {'/, '.join(present)}/ folders, so data.split_ratio={split_ratio!r} has "
                           f"nothing to split; leave it empty to use them")
   if present:
+    beside = [p.name for p in sorted(root.iterdir(), key=lambda p: p.name) if not _hidden(p.name)
+              and p.name not in SPLITS and (p.is_dir() or is_video_name(p.name, extensions))]
+    if beside:
+      raise VideoInputError(f"{root / beside[0]}: beside the split folders {'/, '.join(present)}/; class folders "
+                            f"and videos go inside them ({root}/train/<class name>/<video>), move or remove "
+                            f"{beside[:3]}")
     videos = {s: class_folders(root / s, extensions=extensions, ignored=ignored) for s in present}
   elif ratio:
     videos = _split_by_ratio(class_folders(root, extensions=extensions, ignored=ignored), ratio, split_seed)
