@@ -73,7 +73,7 @@ def run_supervised(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, 
   if folder_run is not None:
     result, extra = folder_runs.evaluate_and_report(folder_run, evaluator, state, config, workdir, **views)
   else:
-    result, extra = evaluator.evaluate(state, config.data, split=config.eval.split or "val",
+    result, extra = evaluator.evaluate(state, config.data, split=config.eval.get("split") or "val",
                                        max_batches=int(config.eval.max_batches), **views), {}
   results = {"protocol": config.protocol, "step": step, "final": result.to_dict() if result else None, **extra}
   if result is not None:
