@@ -24,6 +24,9 @@ CASES = [
     *[("few_shot.py", f"dataset={d},shots={k}") for d in ("hmdb51", "ucf101") for k in (2, 4, 8, 16)],
     ("few_shot.py", "shrink=true"),
     *[("zero_shot.py", f"dataset={d}") for d in ("hmdb51", "ucf101", "k600")], ("zero_shot.py", "source=tfds"),
+    *[("finetune.py", a) for a in ("", "variant=B/16,frames=8", "frames=16", "variant=B/32", "variant=L/14",
+                                   "variant=L/14@336", "init=zero", "init=clip,frames=32", "init=none", "shots=2",
+                                   "shrink=true", "variant=tiny,frames=4,shrink=true")],
 ]
 
 
@@ -50,6 +53,9 @@ def test_config_builds(name, arg):
                                                                           config.eval.final_crops) == (4, 3)
   if name == "few_shot.py" and "shrink" not in arg:
     assert config.data.k_shot in (2, 4, 8, 16) and config.train.epochs == 50 and config.train.lr == 2e-6
+  if name == "finetune.py":
+    assert config.data.source == "folders" and config.data.readable_names and config.train.lr == 2e-6
+    assert config.protocol == ("few_shot" if "shots" in arg else "supervised")
   config.lock()  # main locks configs: every field the code reads must exist already
   assert config.train.train_text in (True, False)
 
@@ -94,3 +100,22 @@ def test_video_position_init_std_changes_only_the_position_embeddings():
   assert abs(a[visual].std() - demo.vision_width**-0.5) < 0.01 and 0.95 < b[visual].std() < 1.05
   with pytest.raises(ValueError, match="video_position_init_std"):
     ModelConfig(video_position_init_std=-1.0)
+
+
+def test_finetune_starts_from_the_released_model_of_its_shape():
+  init = lambda arg: load("finetune.py", arg).init_from.path
+  assert init("") == init("variant=B/16,frames=8") == "microsoft/xclip-base-patch16"
+  assert init("frames=16") == "microsoft/xclip-base-patch16-16-frames"
+  assert init("variant=L/14@336") == "microsoft/xclip-large-patch14-16-frames"
+  assert init("init=zero") == "microsoft/xclip-base-patch16-zero-shot"
+  assert load("finetune.py", "init=zero").model.frames == 32
+  assert init("init=clip,frames=32") == "openai:ViT-B/16" and init("variant=tiny") == init("init=none") == ""
+  few = load("finetune.py", "shots=4")
+  assert (few.data.k_shot, few.train.epochs, few.eval.every_steps) == (4, 50, -1)
+  assert [load("finetune.py", f"init=clip,frames={f}").data.batch_size for f in (8, 16, 32)] == [32, 16, 8]
+  with pytest.raises(ValueError, match="no released Kinetics-400 model for variant=B/16, frames=32"):
+    load("finetune.py", "frames=32")
+  with pytest.raises(ValueError, match="the zero-shot model is B/16 with 32 frames"):
+    load("finetune.py", "init=zero,frames=8")
+  with pytest.raises(ValueError, match="variant=tiny has no released weights"):
+    load("finetune.py", "variant=tiny,init=clip")

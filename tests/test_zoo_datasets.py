@@ -9,14 +9,17 @@ is imported.
 from __future__ import annotations
 
 import io
+import os
 import pathlib
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
 import pytest
 
 from tests import data_fixtures
-from tests.zoo_fixtures import add_hf_repo, files_under, run_python
+from tests.zoo_fixtures import REPO_ROOT, add_hf_repo, files_under, run_python
 from xclip_jax.zoo import cache, datasets
 from xclip_jax.zoo.errors import ZooError
 
@@ -148,3 +151,22 @@ def test_a_corrupt_archive_is_an_error_naming_it_and_nothing_is_left(tmp_path):
   assert datasets.extract_archive(tmp_path / "whole.tar.gz", output, progress=False) == output
   assert files_under(output) == [f"data/{i}.bin" for i in range(4)]
 
+
+
+def test_dataset_command_copies_the_set_to_a_folder(hub, tmp_path):
+  """`python -m xclip_jax.zoo dataset ucf101-subset --out my_videos`: the quick start's first command."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", **hub["env"]}
+  command = [sys.executable, "-m", "xclip_jax.zoo", "dataset", "ucf101-subset", "--quiet"]
+  out = tmp_path / "my_videos"
+  first = subprocess.run([*command, "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+  assert first.returncode == 0, first.stderr
+  assert f"ucf101-subset: {out} (a copy of " in first.stdout
+  assert "train/: 3 videos in 3 class folders" in first.stdout and "test/: 6 videos in 3 class folders" in first.stdout
+  assert sorted(p.name for p in (out / "test").iterdir()) == list(CLASSES)
+  assert (out / "train" / "Archery" / "v_Archery_g00_c01.avi").stat().st_size > 0
+  again = subprocess.run([*command, "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+  assert again.returncode == 1 and f"--out: {out} already exists and is not empty" in again.stderr
+  where = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+  assert where.returncode == 0 and f"ucf101-subset-{COMMIT[:12]}/UCF101_subset" in where.stdout

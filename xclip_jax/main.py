@@ -9,6 +9,7 @@ elsewhere pass --coordinator_address, --num_processes and --process_id (or the J
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -71,8 +72,12 @@ def main(argv: list[str]) -> None:
   _hide_accelerators_from_tensorflow()
   _initialize_distributed()
   from xclip_jax import protocols
+  from xclip_jax.data import folders, labels
 
-  protocols.run(_CONFIG.value, _WORKDIR.value)
+  try:
+    protocols.run(_CONFIG.value, _WORKDIR.value)
+  except (folders.VideoInputError, labels.LabelFileError) as error:  # bad input: the message names it
+    sys.exit(f"xclip_jax.main: error: {error}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 - few_shot: train on K shots per class (data.k_shot, seeded) from CLIP, evaluate split 1 single-view.
 - zero_shot: evaluate a trained model on unseen class names; mean ± std over splits or class subsets.
 - demo: the embedded synthetic run: supervised, zero-shot on held-out compositions, few-shot (K=2).
-Every protocol writes `workdir/results.json` and prints a table.
+Every protocol writes `workdir/results.json` and prints a table. Over your own folders of videos
+(data.source="folders", `folder_runs`) supervised and few_shot also write the notebook's report.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from xclip_jax import sharding
+from xclip_jax import folder_runs, sharding
 from xclip_jax.data import synthetic
 from xclip_jax.evaluation import report as report_lib
 from xclip_jax.evaluation import results as results_lib
@@ -54,8 +55,10 @@ def _row(name: str, result: EvalResult) -> tuple[str, str, str, str]:
   return name, results_lib.percent(result.top1), results_lib.percent(result.top5), note
 
 
-def run_supervised(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, title: str) -> dict[str, Any]:
-  """Trains (unless mode=evaluate), then the final evaluation with eval.final_clips x final_crops views."""
+def run_supervised(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, title: str,
+                   folder_run: folder_runs.FolderRun | None = None) -> dict[str, Any]:
+  """Trains (unless mode=evaluate), then the final evaluation with eval.final_clips x final_crops views (of
+  eval.split; over folders also the report in workdir/report/)."""
   if config.mode == "train":
     outcome = trainer.train(config, workdir)
     if outcome.preempted:
@@ -65,11 +68,16 @@ def run_supervised(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, 
   else:
     model_config, evaluator, state = _evaluation_model(config, workdir)
     step = None
-  result = evaluator.evaluate(state, config.data, clips=int(config.eval.final_clips),
-                              crops=int(config.eval.final_crops), context_length=model_config.context_length,
-                              max_batches=int(config.eval.max_batches))
-  results = {"protocol": config.protocol, "step": step, "final": result.to_dict()}
-  results_lib.print_table(title, [_row(f"{config.protocol} ({result.views} views)", result)])
+  views = dict(clips=int(config.eval.final_clips), crops=int(config.eval.final_crops),
+               context_length=model_config.context_length)
+  if folder_run is not None:
+    result, extra = folder_runs.evaluate_and_report(folder_run, evaluator, state, config, workdir, **views)
+  else:
+    result, extra = evaluator.evaluate(state, config.data, split=config.eval.get("split") or "val",
+                                       max_batches=int(config.eval.max_batches), **views), {}
+  results = {"protocol": config.protocol, "step": step, "final": result.to_dict() if result else None, **extra}
+  if result is not None:
+    results_lib.print_table(title, [_row(f"{config.protocol} ({result.views} views)", result)])
   return results
 
 
@@ -194,12 +202,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   workdir.mkdir(parents=True, exist_ok=True)
   if config.mode not in ("train", "evaluate"):
     raise ValueError(f"config.mode must be 'train' or 'evaluate', got {config.mode!r}")
+  folder_run = None
+  if config.data.source == "folders":  # your own videos: checks first (naming folders), a report at the end
+    config, folder_run = folder_runs.prepare(config, workdir)
   if config.protocol == "supervised":
-    results = run_supervised(config, workdir, title="Fully supervised")
+    results = run_supervised(config, workdir, title=folder_run.title if folder_run else "Fully supervised",
+                             folder_run=folder_run)
   elif config.protocol == "few_shot":
     config = config.copy_and_resolve_references()
     config.data = zero_shot.few_shot_lists(config, workdir)
-    results = run_supervised(config, workdir, title=f"Few-shot K={config.data.k_shot}")
+    results = run_supervised(config, workdir, title=folder_run.title if folder_run else
+                             f"Few-shot K={config.data.k_shot}", folder_run=folder_run)
   elif config.protocol == "zero_shot":
     results = run_zero_shot(config, workdir)
   elif config.protocol == "demo":

@@ -98,6 +98,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.final_clips = 4  # Final evaluation views: clips x crops (official 4 x 3, summed softmax).
   c.eval.final_crops = 3
   c.eval.max_batches = -1  # Limit evaluation batches (quick checks); -1 = the whole split.
+  # Split of the final evaluation (and of mode=evaluate): "val", "test" (folders source), or "" = test/ where
+  # the folders source has one, else val. Evaluation during training always uses val.
+  c.eval.split = ""
 
   # --- Checkpoints and logging ----------------------------------------------------------------------------
   c.checkpoint = ml_collections.ConfigDict()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ml_collections
 
-SOURCES = ("files", "tfds", "arrayrecord", "synthetic")
+SOURCES = ("files", "tfds", "arrayrecord", "synthetic", "folders")
 SAMPLINGS = ("segment", "dense")
 DECODE_BACKENDS = ("pyav", "decord")
 
@@ -25,10 +25,17 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   # --- Where the videos are -------------------------------------------------------------------------
   # "files": label lists of videos on disk (official format), "tfds": a TFDS video dataset read with
   # tfds.data_source, "arrayrecord": shards written by scripts/build_arrayrecord.py, "synthetic": the
-  # generated moving-shapes dataset (python -m xclip_jax.data.synthetic), read like "files".
+  # generated moving-shapes dataset (python -m xclip_jax.data.synthetic), read like "files"; "folders":
+  # data.root/{train,val,test}/<class name>/<videos> (xclip_jax.data.folders; docs/your_videos.md).
   c.source = "synthetic"
-  # Folder the label-list paths are relative to (files source).
+  # Folder the label-list paths are relative to (files source); the folder of train/ val/ test/ (folders).
   c.root = ""
+  # Class names as words for the text tower: "ApplyEyeMakeup" -> "apply eye makeup" (folders source).
+  c.readable_names = False
+  # Folders source without train/ val/ test/: split each class folder of data.root by these fractions,
+  # "train,val,test" (e.g. "0.7,0.15,0.15"), with a seed of its own (the split stays when data.seed changes).
+  c.split_ratio = ""
+  c.split_seed = 0
   # Official label lists: one `<relative path> <label id>` per line.
   c.train_list = ""
   c.val_list = ""

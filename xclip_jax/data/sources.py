@@ -270,9 +270,13 @@ class ArrayRecordSource:
 
 
 def make_source(cfg, split: str):
-  """Builds the source of `split` ("train" or "val") described by a data config block."""
+  """Builds the source of `split` ("train", "val"; "test" for folders) described by a data config block."""
+  if cfg.source == "folders":  # data.root/{train,val,test}/<class>/<videos>
+    from xclip_jax.data import folders
+
+    return folders.make_folder_source(cfg, split)
   if split not in ("train", "val"):
-    raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    raise ValueError(f"split must be 'train' or 'val' (or 'test' with data.source='folders'), got {split!r}")
   if cfg.source in ("files", "synthetic"):
     if cfg.source == "files":
       list_path = cfg.train_list if split == "train" else cfg.val_list

@@ -87,15 +87,15 @@ class Evaluator:
     return result
 
   def predict(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
-              context_length: int = 77, max_videos: int = -1) -> Predictions:
+              context_length: int = 77, max_videos: int = -1, keep_frames: bool = True) -> Predictions:
     """Class probabilities of the first `max_videos` videos of a split (all: -1), single process only
-    (the frames are this process's)."""
+    (the frames are this process's; `keep_frames=False` keeps none, for long splits)."""
     if jax.process_count() > 1:
       raise ValueError(f"Evaluator.predict runs in one process; this run has {jax.process_count()}.")
     iterator = pipeline.make_eval_iterator(data_cfg, split=split, clips=clips, crops=crops)
     class_names = list(iterator.source.class_names)
     text = self.text_features(state, class_names, context_length)
-    probabilities, labels, frames, indices = [], [], [], []
+    probabilities, labels, true_labels, frames, indices = [], [], [], [], []
     try:
       with jax.set_mesh(self.mesh):
         for local in iterator:
@@ -103,7 +103,8 @@ class Evaluator:
           videos = pipeline.global_batch({"video": local["video"]}, self.mesh)["video"]
           probabilities.append(np.asarray(jax.device_get(self._probabilities(state, videos, text)))[keep])
           labels.append(np.where(local["decode_ok"], local["label"], -1)[keep])
-          frames.append(local["video"][keep, 0])
+          true_labels.append(local["label"][keep])
+          frames.append(local["video"][keep, 0] if keep_frames else np.zeros((int(keep.sum()), 0), np.uint8))
           indices.append(local["index"][keep])
           if 0 <= max_videos <= sum(len(i) for i in indices):
             break
@@ -111,9 +112,12 @@ class Evaluator:
       iterator.close()
     n = None if max_videos < 0 else max_videos
     index = np.concatenate(indices)[:n]
+    names = [iterator.source.name(int(i)) for i in index]
+    failed = {name for name, label in zip(names, np.concatenate(labels)[:n], strict=True) if label < 0}
     return Predictions(probabilities=np.concatenate(probabilities)[:n], labels=np.concatenate(labels)[:n],
-                       frames=np.concatenate(frames)[:n], names=[iterator.source.name(int(i)) for i in index],
-                       class_names=class_names)
+                       frames=np.concatenate(frames)[:n], names=names, class_names=class_names,
+                       true_labels=np.concatenate(true_labels)[:n],
+                       errors={name: iterator.bad_log.rows.get(name, [0, "failed to decode"])[1] for name in failed})
 
 
 @dataclasses.dataclass
@@ -122,9 +126,11 @@ class Predictions:
 
   probabilities: np.ndarray  # (N, K) softmax averaged over views
   labels: np.ndarray  # (N,) int, -1 where the video failed to decode
-  frames: np.ndarray  # (N, T, H, W, 3) uint8: the first view's frames, as the model saw them
+  frames: np.ndarray  # (N, T, H, W, 3) uint8: the first view's frames, as the model saw them ((N, 0): not kept)
   names: list[str]  # the videos' names in the source
   class_names: list[str]
+  true_labels: np.ndarray | None = None  # (N,) int: the class of every video, those that failed included
+  errors: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why it failed to decode
 
 
 def summarize(values: list[float]) -> dict[str, float]:

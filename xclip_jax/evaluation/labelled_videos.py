@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
 
-from xclip_jax.data import labels
+from xclip_jax.data import folders, labels
 from xclip_jax.evaluation import video_files
 
 
@@ -80,10 +80,12 @@ def labelled_set(root: str | os.PathLike, *, label_list: str | os.PathLike | Non
       `labels.readable_class_name`) instead of as written in the CSV or folder names.
     extensions: what counts as a video in the sub-folders.
 
-  Without `label_list`, every sub-folder of `root` holding videos (searched recursively) is a class, named
-  after the folder with underscores as spaces, in sorted order.
+  Without `label_list`, every sub-folder of `root` is a class (its videos searched recursively), named after
+  the folder with underscores as spaces, in sorted order: `xclip_jax.data.folders.class_folders`, the walker
+  training with `data.source="folders"` uses too. Videos outside any class folder, an empty class folder or
+  a folder holding train/ val/ test/ are errors naming the folder.
   """
-  root = pathlib.Path(root)
+  root = epath.Path(root)
   if not root.is_dir():
     raise video_files.VideoInputError(f"{root}: no such folder")
   if label_list is not None:
@@ -93,27 +95,16 @@ def labelled_set(root: str | os.PathLike, *, label_list: str | os.PathLike | Non
     records = labels.read_label_list(str(label_list), str(root), num_classes=len(names))
     dataset = LabelledSet(names, [r.path for r in records], np.array([r.label for r in records], np.int64))
     return dataset.readable() if readable_names else dataset
-  extensions = tuple(e.lower() for e in extensions)
-  loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in extensions)
-  if loose:
-    raise video_files.VideoInputError(f"{root}: videos {loose[:3]} are in no class sub-folder (one sub-folder per "
-                                      f"class expected, or pass label_list=)")
-  folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-  per_class = {f: sorted(str(v) for v in f.rglob("*") if v.is_file() and v.suffix.lower() in extensions)
-               for f in folders}
-  per_class = {f: v for f, v in per_class.items() if v}
-  if not per_class:
-    raise video_files.VideoInputError(f"{root}: no sub-folders with videos (one sub-folder per class expected, "
-                                      f"or pass label_list=)")
+  per_class = folders.class_folders(root, extensions=extensions)
   if class_csv is not None:
     names = labels.read_class_names(class_csv)
     table = {_key(n): i for i, n in enumerate(names)}
-    unknown = [f.name for f in per_class if _key(f.name) not in table]
+    unknown = [f for f in per_class if _key(f) not in table]
     if unknown:
       raise labels.LabelFileError(f"{root}: sub-folders {unknown[:5]} match no class of {class_csv}")
-    ids = {f: table[_key(f.name)] for f in per_class}
+    ids = {f: table[_key(f)] for f in per_class}
   else:
-    names = [f.name.replace("_", " ") for f in per_class]
+    names = [folders.class_name(f) for f in per_class]
     ids = {f: i for i, f in enumerate(per_class)}
   videos = [v for f in per_class for v in per_class[f]]
   label_ids = [ids[f] for f in per_class for _ in per_class[f]]
@@ -166,7 +157,7 @@ def open_set(spec: str | os.PathLike, *, label_list: str | os.PathLike | None = 
       name, _, sub_folder = text.removeprefix("sample:").partition("/")
       root = zoo.sample_dataset(name) / sub_folder
     else:
-      root = pathlib.Path(text)
+      root = epath.Path(text)
     dataset = labelled_set(root, label_list=label_list, class_csv=class_csv, readable_names=readable_names)
   return dataset.subset(max_videos)
 

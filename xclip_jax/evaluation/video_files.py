@@ -32,15 +32,12 @@ import numpy as np
 from xclip_jax import atomic_io
 from xclip_jax.data import decode, sampling, sources, transforms
 
-# Extensions a folder is searched for (lower case); files named explicitly are read whatever their name.
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-                    ".flv", ".wmv", ".3gp", ".ogv", ".gif")
+# VIDEO_EXTENSIONS (what a folder is searched for) and VideoInputError (a path given is missing, an empty folder
+# or a malformed list; the message names it) live with the folder walker, which the data pipeline shares.
+from xclip_jax.data.folders import VIDEO_EXTENSIONS, VideoInputError
+
 LIST_EXTENSIONS = (".txt", ".lst")  # A file with one of these is a list of videos, not a video.
 OUTPUT_FORMATS = ("csv", "jsonl")
-
-
-class VideoInputError(ValueError):
-  """A path given to `find_videos` is missing, an empty folder or a malformed list; the message names it."""
 
 
 @dataclasses.dataclass
@@ -340,12 +337,14 @@ def csv_header(top: int) -> list[str]:
 
 def write_predictions(predictions: Iterable[VideoPrediction], class_names: Sequence[str], out: str | os.PathLike,
                       *, format: str | None = None, top: int = 5,
-                      on_row: Callable[[VideoPrediction], None] | None = None) -> int:
+                      on_row: Callable[[VideoPrediction], None] | None = None,
+                      true_labels: Sequence[str] | None = None) -> int:
   """Writes one row per prediction (CSV or JSON lines) to `out` atomically; returns the number of rows.
 
   Rows are streamed into a temporary file next to `out`, which replaces `out` only once every row is
   written: an existing `out` is never lost or half-overwritten, even if the run is interrupted.
-  `on_row` is called after each row (the command line prints errors as they happen).
+  `on_row` is called after each row (the command line prints errors as they happen). `true_labels` (a
+  labelled set's true class names, one per prediction) adds a last column / key `true_label`.
   """
   kind = output_format(out, format)
   top = max(1, min(int(top), len(class_names)))
@@ -353,16 +352,18 @@ def write_predictions(predictions: Iterable[VideoPrediction], class_names: Seque
   with atomic_io.atomic_file(out, "w", newline="") as f:
     writer = csv.writer(f, lineterminator="\n") if kind == "csv" else None
     if writer is not None:
-      writer.writerow(csv_header(top))
+      writer.writerow(csv_header(top) + (["true_label"] if true_labels is not None else []))
     for p in predictions:
       best = p.top(class_names, top)
       message = p.error or p.warning or ""
+      truth = [] if true_labels is None else [true_labels[rows]]
       if writer is not None:
         cells = [c for label, probability in best for c in (label, f"{probability:.6f}")]
-        writer.writerow([p.path, p.status, message] + cells + [""] * (2 * top - len(cells)))
+        writer.writerow([p.path, p.status, message] + cells + [""] * (2 * top - len(cells)) + truth)
       else:
         record = {"path": p.path, "status": p.status, "message": message,
-                  "top": [{"label": label, "probability": round(probability, 6)} for label, probability in best]}
+                  "top": [{"label": label, "probability": round(probability, 6)} for label, probability in best],
+                  **({"true_label": truth[0]} if truth else {})}
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
       rows += 1
       if on_row is not None:

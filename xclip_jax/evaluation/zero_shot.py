@@ -74,9 +74,14 @@ def zero_shot_rounds(config: ml_collections.ConfigDict, workdir: str | os.PathLi
 
 
 def few_shot_lists(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> ml_collections.ConfigDict:
-  """The data block of the few-shot protocol: train/test lists of split 1 from the official split files."""
-  fs = config.few_shot
+  """The data block of the few-shot protocol: train/test lists of split 1 from the official split files
+  (folders: data.k_shot videos per class of data.root/train, see `xclip_jax.data.folders`)."""
   data = config.data.copy_and_resolve_references()
+  if data.source == "folders":
+    if int(data.k_shot) <= 0:
+      raise ValueError("the few_shot protocol over folders needs data.k_shot > 0 (videos per class of train/)")
+    return data
+  fs = config.few_shot
   if not fs.split_dir:
     return data  # the config names train_list / val_list itself
   out = pathlib.Path(workdir) / "few_shot"

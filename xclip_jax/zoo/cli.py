@@ -1,9 +1,10 @@
-"""`python -m xclip_jax.zoo list` (the names) and `python -m xclip_jax.zoo download NAME` (fetch + convert).
+"""`python -m xclip_jax.zoo list` (the names), `download NAME` (fetch + convert) and `dataset NAME` (a sample set).
 
     python -m xclip_jax.zoo list [--json]
     python -m xclip_jax.zoo download microsoft/xclip-base-patch32
     python -m xclip_jax.zoo download openai:ViT-B/16 --frames 32
     python -m xclip_jax.zoo download microsoft/xclip-base-patch32 --revision main
+    python -m xclip_jax.zoo dataset ucf101-subset --out my_videos   # train/ val/ test/ of class folders
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pathlib
 import sys
 
 from xclip_jax.zoo import cache, registry
+from xclip_jax.zoo.datasets import SAMPLE_DATASETS
 from xclip_jax.zoo.errors import ZooError
 
 COLUMNS = ("name", "arch", "frames", "res", "trained on", "published top-1 (%)")
@@ -63,6 +66,31 @@ def _download(args: argparse.Namespace) -> int:
   return 0
 
 
+def _dataset(args: argparse.Namespace) -> int:
+  import shutil
+
+  from xclip_jax import atomic_io
+  from xclip_jax.data import folders
+  from xclip_jax.zoo.datasets import sample_dataset
+
+  root = sample_dataset(args.name, revision=args.revision, progress=not args.quiet)
+  where = root
+  if args.out:
+    try:
+      with atomic_io.atomic_directory(args.out) as staging:
+        shutil.copytree(root, staging, dirs_exist_ok=True)
+    except FileExistsError as error:
+      raise ZooError(f"--out: {error}") from None
+    where = pathlib.Path(args.out)
+  print(f"{args.name}: {where}" + (f" (a copy of {root})" if args.out else ""))
+  layout = folders.read_layout(where)
+  for split, classes in layout.videos.items():
+    print(f"  {split}/: {sum(len(v) for v in classes.values())} videos in {len(classes)} class folders")
+  print(f"  evaluate a model on it: python -m xclip_jax.main --config configs/finetune.py --workdir "
+        f"runs/{args.name} --config.data.root={where} --config.mode=evaluate")
+  return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="python -m xclip_jax.zoo", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,6 +105,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   download.add_argument("--quiet", action="store_true",
                         help="no progress bars or messages of its own (huggingface_hub still shows its bars)")
   download.set_defaults(run=_download)
+  dataset = commands.add_parser("dataset", help="download a sample data set of videos (class folders per split)")
+  dataset.add_argument("name", choices=sorted(SAMPLE_DATASETS), help="which sample data set")
+  dataset.add_argument("--out", default=None, help="copy it to this folder (new or empty); default: print where "
+                                                   "it is in the cache")
+  dataset.add_argument("--revision", default=None, help="HF hub branch, tag or commit (default main)")
+  dataset.add_argument("--quiet", action="store_true", help="no progress bars of its own")
+  dataset.set_defaults(run=_dataset)
   return parser.parse_args(argv)
 
 
