@@ -15,7 +15,8 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run configuration file (configs/*.py[:args]).",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and results.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory (or gs://bucket/path) for checkpoints, TensorBoard "
+                                "events and results.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process runs).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).")
@@ -56,9 +57,9 @@ def _hide_accelerators_from_tensorflow() -> None:
 
 
 class _QuietLibraries:
-  """Drops INFO records of Orbax/grain internals (dozens per checkpoint); warnings and errors pass."""
+  """Drops INFO records of Orbax/grain/gcsfs internals (dozens per checkpoint); warnings and errors pass."""
 
-  NOISY = ("/orbax/", "/grain/", "/clu/")
+  NOISY = ("/orbax/", "/grain/", "/clu/", "/gcsfs/")
 
   def filter(self, record) -> bool:
     return record.levelno >= 30 or not any(part in record.pathname for part in self.NOISY)
@@ -70,9 +71,12 @@ def main(argv: list[str]) -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
   _hide_accelerators_from_tensorflow()
   _initialize_distributed()
-  from xclip_jax import protocols
+  from xclip_jax import protocols, storage
 
-  protocols.run(_CONFIG.value, _WORKDIR.value)
+  try:
+    protocols.run(_CONFIG.value, _WORKDIR.value)
+  except storage.StorageError as error:  # e.g. an unwritable workdir, found before any work: no traceback
+    raise SystemExit(f"main: error: {error}") from None
 
 
 if __name__ == "__main__":
