@@ -57,9 +57,9 @@ def _hide_accelerators_from_tensorflow() -> None:
 
 
 class _QuietLibraries:
-  """Drops INFO records of Orbax/grain/gcsfs internals (dozens per checkpoint); warnings and errors pass."""
+  """Drops INFO records of Orbax/grain/fsspec internals (dozens per checkpoint); warnings and errors pass."""
 
-  NOISY = ("/orbax/", "/grain/", "/clu/", "/gcsfs/")
+  NOISY = ("/orbax/", "/grain/", "/clu/", "/gcsfs/", "/fsspec/")
 
   def filter(self, record) -> bool:
     return record.levelno >= 30 or not any(part in record.pathname for part in self.NOISY)
