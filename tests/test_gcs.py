@@ -124,6 +124,22 @@ def test_whole_object_writes_keep_the_previous_version_on_failure(gcs, tmp_path)
     storage.check_writable(tmp_path / "file" / "run")
 
 
+def test_tensorboard_events_reach_the_bucket_while_the_run_goes_on(gcs):
+  from xclip_jax.evaluation import report
+  from xclip_jax.training import metrics
+
+  logdir = f"gs://{BUCKET}/events"
+  writer = metrics.create_writer(logdir, sync_seconds=0)  # upload at every write (the default: every 30 s)
+  assert isinstance(writer, metrics.MirroredWriter)
+  writer.write_scalars(1, {"loss": 2.0})
+  assert list(report.read_scalars(logdir, ("loss",))["loss"][0]) == [1]  # readable from the bucket already
+  writer.write_scalars(2, {"loss": 1.0})
+  writer.close()
+  steps, values = report.read_scalars(logdir, ("loss",))["loss"]
+  assert list(steps) == [1, 2] and list(values) == [2.0, 1.0]
+  assert len(_objects(logdir)) == 1 and not writer.mirror.local.exists()  # one event file; local copy removed
+
+
 def test_storage_check_command_exercises_every_client(gcs, capsys):
   assert storage.main(["check", f"gs://{BUCKET}/check"]) == 0
   out = capsys.readouterr().out

@@ -220,7 +220,7 @@ def files_under(p: str | os.PathLike) -> list[epath.Path]:
   if is_remote(p):
     fs = filesystem(p)
     return sorted(path(fs.unstrip_protocol(f)) for f in fs.find(os.fspath(p)))
-  return sorted(path(os.path.join(root, f)) for root, _, files in os.walk(p) for f in files)
+  return sorted(path(os.path.join(root, f)) for root, _, files in os.walk(p, followlinks=True) for f in files)
 
 
 def glob(pattern: str) -> list[str]:
