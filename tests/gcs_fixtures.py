@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 
 CLOSED_PORT = "127.0.0.1:9"
@@ -73,8 +74,10 @@ class FakeGcs:
     command = [str(binary()), "-scheme", "http", *backend,
                "-host", "127.0.0.1", "-port", str(self.port), "-external-url", self.url,
                "-public-host", f"127.0.0.1:{self.port}", "-log-level", "error"]
-    self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    preexec_fn=_die_with_parent)
+    with warnings.catch_warnings():  # preexec_fn forks; the child only calls prctl and execs the server
+      warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+      self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      preexec_fn=_die_with_parent)
     self._deadline = threading.Timer(self.lifetime, self.process.kill)
     self._deadline.daemon = True
     self._deadline.start()
