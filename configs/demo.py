@@ -3,7 +3,7 @@ r"""The embedded demo (`make demo`): a tiny X-CLIP trained from scratch on synth
   python -m xclip_jax.main --config configs/demo.py --workdir runs/demo
 
 Generates the dataset (python -m xclip_jax.data.synthetic, plain style, 32 px) if `data.synthetic_dir`
-lacks it, then:
+(default: WORKDIR/data) lacks it, then:
 1. supervised: trains on 16 shape x motion classes (900 steps, about 4 minutes on 2 CPU cores) and
    evaluates 4 clips per validation video;
 2. zero-shot: the same model on 4 held-out compositions ("circle moving left", ...) whose words were all
@@ -13,7 +13,8 @@ lacks it, then:
 There is no CLIP to start from here, so the text tower is trained too (train.train_text), with a from-scratch
 learning rate and no augmentation. docs/demo.md has the measured results.
 Arguments: shrink (true: a one-minute smoke run), seed (data, initialisation, data order and few-shot draw;
-seed s != 0 keeps its data in runs/demo/data_seed<s>; scripts/demo_seeds.py runs several).
+the data of another seed in data.synthetic_dir is refused; scripts/demo_seeds.py runs several).
+The workdir may be a bucket (--workdir gs://bucket/runs/demo, docs/cloud.md): the data then goes there too.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       video_position_init_std=1.0))
 
   c.data.source = "synthetic"
-  c.data.synthetic_dir = "runs/demo/data" if args.seed == 0 else f"runs/demo/data_seed{args.seed}"
+  c.data.synthetic_dir = ""  # "": WORKDIR/data (protocols.demo_data_dir), wherever the workdir is
   c.data.synthetic_task = "supervised"
   c.data.num_frames = 8
   c.data.input_size = 32  # The synthetic videos are 32 x 32.

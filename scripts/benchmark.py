@@ -50,7 +50,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scripts.benchmarking import protocol  # noqa: E402
-from xclip_jax import perf  # noqa: E402
+from xclip_jax import perf, storage  # noqa: E402
 from xclip_jax.models.config import variant_config  # noqa: E402
 from xclip_jax.tokenizer import tokenize  # noqa: E402
 
@@ -313,9 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.repeats} x {args.steps} timed steps per framework (median; speed range over the repeats)")
   print(markdown_table(results))
   if args.json:
-    pathlib.Path(args.json).write_text(json.dumps(dict(date=f"{started:%Y-%m-%d %H:%M}", args=vars(args),
-                                                       load=[load_before, load_after], results=results),
-                                                  indent=2) + "\n")
+    storage.write_text(args.json, json.dumps(dict(date=f"{started:%Y-%m-%d %H:%M}", args=vars(args),  # or gs://
+                                                  load=[load_before, load_after], results=results), indent=2) + "\n")
   return 0 if results else 1
 
 

@@ -11,8 +11,10 @@ data.arrayrecord.train="<out>/train-*.array_record"; with
 several hosts, host h reads shards h, h + hosts, ... (use at least as many shards as hosts).
 
 Writes to a temporary folder and renames it into place; refuses to touch an existing non-empty output unless
---overwrite. A missing video stops the build with the list of missing paths (with --allow_missing they are
-skipped, listed in `<prefix>_missing.txt` and in the manifest, never silently).
+--overwrite. --list, --root and --out may be gs:// URLs: array_record's writer only writes local files, so
+the shards are written to a local temporary folder and uploaded (the manifest last); training reads them
+from the bucket directly (docs/cloud.md). A missing video stops the build with the list of missing paths
+(with --allow_missing they are skipped, listed in `<prefix>_missing.txt` and in the manifest, never silently).
 """
 
 from __future__ import annotations
@@ -23,8 +25,17 @@ import os
 import sys
 import time
 
-from xclip_jax import atomic_io
+from xclip_jax import storage
 from xclip_jax.data import labels, sources
+
+
+def _relative(video: str, root: str) -> str:
+  """The video's path relative to --root (as the label list wrote it)."""
+  if not root:
+    return video
+  if storage.is_remote(root):
+    return video.removeprefix(root.rstrip("/") + "/")
+  return os.path.relpath(video, root)
 
 
 def build(list_path: str, root: str, class_csv: str, out: str, *, prefix: str = "train", num_shards: int = 1,
@@ -36,18 +47,19 @@ def build(list_path: str, root: str, class_csv: str, out: str, *, prefix: str = 
   records = labels.read_label_list(list_path, root, num_classes=len(names))
   if num_shards < 1:
     raise ValueError(f"--num_shards must be >= 1, got {num_shards}")
-  missing = [r for r in records if not os.path.isfile(r.path)]
+  missing = [r for r in records if not storage.path(r.path).is_file()]
   if missing and not allow_missing:
     shown = "\n  ".join(r.path for r in missing[:20])
     more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
     raise FileNotFoundError(f"{len(missing)} of {len(records)} videos in {list_path} are missing:\n  {shown}{more}\n"
                             "(pass --allow_missing to skip and list them)")
-  present = [r for r in records if os.path.isfile(r.path)]
+  absent = {r.index for r in missing}
+  present = [r for r in records if r.index not in absent]
   if len(present) < num_shards:
     raise ValueError(f"{len(present)} videos cannot fill {num_shards} shards")
-  out = os.path.abspath(out)
+  out = os.fspath(storage.absolute(out))
   started = time.time()
-  with atomic_io.atomic_directory(out, overwrite=overwrite) as staging:
+  with storage.staged_directory(out, overwrite=overwrite, last=[f"{prefix}_manifest.json"]) as staging:
     tmp = str(staging)
     shard_files = []
     total_bytes = 0
@@ -57,10 +69,9 @@ def build(list_path: str, root: str, class_csv: str, out: str, *, prefix: str = 
       # group_size:1 = one record per chunk group, so a random read decodes only its own video.
       writer = array_record_module.ArrayRecordWriter(os.path.join(tmp, fname), "group_size:1")
       for r in present[bounds[s]:bounds[s + 1]]:
-        with open(r.path, "rb") as f:
-          data = f.read()
+        data = storage.path(r.path).read_bytes()
         total_bytes += len(data)
-        rel = os.path.relpath(r.path, root) if root else r.path
+        rel = _relative(r.path, root)
         writer.write(sources.encode_record(data, r.label, r.index, rel))
       writer.close()
       shard_files.append(fname)
@@ -68,7 +79,8 @@ def build(list_path: str, root: str, class_csv: str, out: str, *, prefix: str = 
     if missing:
       with open(os.path.join(tmp, f"{prefix}_missing.txt"), "w", encoding="utf-8") as f:
         f.writelines(f"{r.path}\n" for r in missing)
-    manifest = {"list": os.path.abspath(list_path), "root": os.path.abspath(root) if root else "",
+    manifest = {"list": os.fspath(storage.absolute(list_path)),
+                "root": os.fspath(storage.absolute(root)) if root else "",
                 "videos": len(present), "missing": len(missing), "shards": shard_files, "bytes": total_bytes,
                 "num_classes": len(names), "seconds": round(time.time() - started, 2)}
     with open(os.path.join(tmp, f"{prefix}_manifest.json"), "w", encoding="utf-8") as f:

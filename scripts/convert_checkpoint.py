@@ -5,7 +5,8 @@
   python scripts/convert_checkpoint.py --source hf --input xclip-base-patch32/ --output ckpt/hf_b32
   python scripts/convert_checkpoint.py --source jax --input ckpt/hf_b32 --to hf --output hf_export/
 
-The default output (`--to jax`) is a directory that `xclip_jax.load_model` reads.
+The default output (`--to jax`) is a directory that `xclip_jax.load_model` reads. --input and --output may
+be gs:// URLs (read through a temporary local copy; written locally, then uploaded).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
   try:
     config, params, metadata = import_checkpoint(args.source, args.input, frames=args.frames, seed=args.seed)
     output = export_checkpoint(args.to, config, params, args.output, metadata=metadata, overwrite=args.overwrite)
-  except (ConversionError, FileNotFoundError, FileExistsError, ImportError, ValueError) as error:
+  except (ConversionError, OSError, ImportError, ValueError) as error:  # OSError: missing files, storage
     print(f"convert_checkpoint: error: {error}", file=sys.stderr)
     return 1
   total = sum(v.size for v in params.values())

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from xclip_jax import protocols
 from xclip_jax.data import config as data_config
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.models.xclip import create_model
@@ -81,7 +82,11 @@ def test_demo_seed_changes_data_and_initialisation():
   one, two = load("demo.py", "seed=1"), load("demo.py", "seed=2")
   seeds = lambda c: (c.data.seed, c.train.seed, c.demo.synthetic.seed, c.demo.few_shot.data.k_shot_seed)
   assert seeds(one) == (1, 1, 1, 1) and seeds(two) == (2, 2, 2, 2)
-  assert one.data.synthetic_dir != two.data.synthetic_dir != load("demo.py", "").data.synthetic_dir
+  # Each run's data is under its own workdir unless data.synthetic_dir says otherwise.
+  assert one.data.synthetic_dir == two.data.synthetic_dir == ""
+  assert protocols.demo_data_dir(one, "gs://bucket/runs/demo") == "gs://bucket/runs/demo/data"
+  one.data.synthetic_dir = "/data/shapes"
+  assert protocols.demo_data_dir(one, "runs/demo") == "/data/shapes"
 
 
 def test_video_position_init_std_changes_only_the_position_embeddings():

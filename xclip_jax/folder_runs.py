@@ -25,7 +25,7 @@ import jax
 import ml_collections
 from etils import epath
 
-from xclip_jax import atomic_io, sharding
+from xclip_jax import sharding, storage
 from xclip_jax.data import folders, labels
 from xclip_jax.evaluation import split_report
 from xclip_jax.evaluation.evaluator import EvalResult, Evaluator
@@ -103,7 +103,7 @@ def _zero_shot_note(config: ml_collections.ConfigDict, workdir: epath.Path, layo
   source = workdir  # what protocols evaluates: the workdir's checkpoint, else init_from (maybe a workdir too)
   trained = _trained_classes(workdir)
   if trained is None and config.init_from.path:
-    source = epath.Path(config.init_from.path)
+    source = storage.path(config.init_from.path)
     trained = _trained_classes(source) if source.is_dir() else None
   classes = len(layout.class_names)
   if trained is None:
@@ -126,7 +126,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike
   if config.eval.split not in ("", "val", "test"):
     raise ValueError(f"config.eval.split must be '', 'val' or 'test', got {config.eval.split!r}")
   config = config.copy_and_resolve_references()
-  workdir = epath.Path(workdir)
+  workdir = storage.path(workdir)
   layout = folders.layout_from_config(config.data)
   if layout.ignored:
     logging.warning("%d files in the class folders are not videos by their extension and are left out, e.g. %s",
@@ -150,8 +150,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike
   classes_csv = workdir / "classes.csv"
   if jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
-    with atomic_io.atomic_path(classes_csv) as staging:
-      labels.write_class_names(layout.class_names, str(staging))
+    labels.write_class_names(layout.class_names, os.fspath(classes_csv))
   return config, FolderRun(layout=layout, split=split, title=title, classes_csv=classes_csv)
 
 
@@ -173,8 +172,8 @@ def evaluate_and_report(run: FolderRun, evaluator: Evaluator, state: Any, config
   result, evaluation = split_report.evaluate_split(evaluator, state, config.data, split=run.split, clips=clips,
                                                    crops=crops, context_length=context_length, max_videos=max_videos)
   where = run.layout.folder(run.split)
-  files = split_report.write_report(evaluation, epath.Path(workdir) / "report",
-                                    title="/".join(epath.Path(where).parts[-2:]))  # e.g. my_videos/test
+  files = split_report.write_report(evaluation, storage.path(workdir) / "report",
+                                    title="/".join(storage.path(where).parts[-2:]))  # e.g. my_videos/test
   print(split_report.describe(evaluation, files, where=where), flush=True)
   print(f"  class names (for python -m xclip_jax.predict --labels-file): {run.classes_csv}", flush=True)
   return result, {"report": {"split": run.split, "folder": where, "files": {k: str(v) for k, v in files.items()},

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from xclip_jax import pretrained
@@ -77,7 +77,7 @@ class InferenceModel:
     return f"InferenceModel({count / 1e6:.1f}M parameters; {self.config.describe()})"
 
 
-def _detect_source(path: pathlib.Path) -> str:
+def _detect_source(path: epath.Path) -> str:
   if path.is_dir():
     if pretrained.is_pretrained_dir(path):
       return "jax"

@@ -9,14 +9,14 @@ elsewhere pass --coordinator_address, --num_processes and --process_id (or the J
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run configuration file (configs/*.py[:args]).",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and results.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory (or gs://bucket/path) for checkpoints, TensorBoard "
+                                "events and results.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process runs).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).")
@@ -57,9 +57,9 @@ def _hide_accelerators_from_tensorflow() -> None:
 
 
 class _QuietLibraries:
-  """Drops INFO records of Orbax/grain internals (dozens per checkpoint); warnings and errors pass."""
+  """Drops INFO records of Orbax/grain/fsspec internals (dozens per checkpoint); warnings and errors pass."""
 
-  NOISY = ("/orbax/", "/grain/", "/clu/")
+  NOISY = ("/orbax/", "/grain/", "/clu/", "/gcsfs/", "/fsspec/")
 
   def filter(self, record) -> bool:
     return record.levelno >= 30 or not any(part in record.pathname for part in self.NOISY)
@@ -71,13 +71,14 @@ def main(argv: list[str]) -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
   _hide_accelerators_from_tensorflow()
   _initialize_distributed()
-  from xclip_jax import protocols
+  from xclip_jax import protocols, storage
   from xclip_jax.data import folders, labels
 
   try:
     protocols.run(_CONFIG.value, _WORKDIR.value)
-  except (folders.VideoInputError, labels.LabelFileError) as error:  # bad input: the message names it
-    sys.exit(f"xclip_jax.main: error: {error}")
+  except (folders.VideoInputError, labels.LabelFileError, storage.StorageError) as error:
+    # Bad input or an unwritable workdir, found before the work it would spoil: one line, no traceback.
+    raise SystemExit(f"xclip_jax.main: error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ directory, ...). Frames are sampled and cropped as the official test pipeline; p
 over the clips x crops views. Videos are decoded ahead on host threads and classified in batches on the
 device. A file that cannot be read gets its error in its row (and on stderr) while the others are
 classified; the exit code is then 1. With --out, rows go to a CSV or JSON-lines file (by its extension or
---format), written to a temporary file and renamed at the end; without it, a table is printed.
+--format), written to a temporary file and renamed (or uploaded) at the end; without it, a table is printed.
+Every path (--checkpoint, --video, --labels-file, --out) may be a gs:// URL (docs/cloud.md).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import pathlib
 import sys
 
 import numpy as np
 
+from xclip_jax import storage
 from xclip_jax.data import decode
 from xclip_jax.evaluation import video_files
 from xclip_jax.evaluation.video_files import video_views  # noqa: F401 - public here since the first release.
@@ -37,7 +38,7 @@ def read_labels(labels: str | None, labels_file: str | None) -> list[str]:
   if labels is not None:
     names = [name.strip() for name in labels.split(",")]
   else:
-    path = pathlib.Path(labels_file)
+    path = storage.path(labels_file)
     if not path.is_file():
       raise FileNotFoundError(f"--labels-file {path} does not exist")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     videos = video_files.find_videos(args.video, root=args.root)
     if args.out:
       video_files.output_format(args.out, args.format)  # A bad --out fails now, not after the work.
+      if storage.is_remote(args.out):  # so does a missing bucket or a missing permission
+        storage.check_writable(storage.path(args.out).parent, name="--out location")
     if args.batch_size < 1 or args.top < 1 or args.clips < 1:
       raise ValueError("--batch-size, --top and --clips must be at least 1")
     import xclip_jax

@@ -5,7 +5,8 @@
 - zero_shot: evaluate a trained model on unseen class names; mean ± std over splits or class subsets.
 - demo: the embedded synthetic run: supervised, zero-shot on held-out compositions, few-shot (K=2).
 Every protocol writes `workdir/results.json` and prints a table. Over your own folders of videos
-(data.source="folders", `folder_runs`) supervised and few_shot also write the notebook's report.
+(data.source="folders", `folder_runs`) supervised and few_shot also write the notebook's report. The workdir
+may be a bucket (gs://...); every process checks that it can write there before any work.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pathlib
+import tempfile
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
-from xclip_jax import folder_runs, sharding
+from xclip_jax import folder_runs, sharding, storage
 from xclip_jax.data import synthetic
 from xclip_jax.evaluation import report as report_lib
 from xclip_jax.evaluation import results as results_lib
@@ -29,7 +31,7 @@ from xclip_jax.evaluation.evaluator import EvalResult, Evaluator, summarize
 from xclip_jax.training import checkpointing, train_state, trainer
 
 
-def _evaluation_model(config: ml_collections.ConfigDict, workdir: pathlib.Path):
+def _evaluation_model(config: ml_collections.ConfigDict, workdir: epath.Path):
   """(model config, evaluator, model state) from the workdir's latest checkpoint, else from init_from."""
   if (workdir / "checkpoints").is_dir() and checkpointing.Checkpointer(workdir / "checkpoints").latest_step():
     model_config, params = checkpointing.load_model_params(workdir)
@@ -55,7 +57,7 @@ def _row(name: str, result: EvalResult) -> tuple[str, str, str, str]:
   return name, results_lib.percent(result.top1), results_lib.percent(result.top5), note
 
 
-def run_supervised(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, title: str,
+def run_supervised(config: ml_collections.ConfigDict, workdir: epath.Path, *, title: str,
                    folder_run: folder_runs.FolderRun | None = None) -> dict[str, Any]:
   """Trains (unless mode=evaluate), then the final evaluation with eval.final_clips x final_crops views (of
   eval.split; over folders also the report in workdir/report/)."""
@@ -81,7 +83,7 @@ def run_supervised(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, 
   return results
 
 
-def run_zero_shot(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
+def run_zero_shot(config: ml_collections.ConfigDict, workdir: epath.Path) -> dict[str, Any]:
   model_config, evaluator, state = _evaluation_model(config, workdir)
   rows, rounds = [], []
   for name, data_block in zero_shot.zero_shot_rounds(config, workdir):
@@ -108,14 +110,27 @@ def _stage(config: ml_collections.ConfigDict, overrides: ml_collections.ConfigDi
   return stage
 
 
+def demo_data_dir(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
+  """Where the demo's videos are: data.synthetic_dir if set, else `workdir/data`."""
+  return config.data.synthetic_dir or os.fspath(storage.path(workdir) / "data")
+
+
 def _synthetic_data(config: ml_collections.ConfigDict) -> None:
-  """Generates the demo's dataset if missing; refuses one generated with other settings (another seed)."""
-  data_dir = pathlib.Path(config.data.synthetic_dir)
+  """Generates the demo's dataset if missing; refuses one generated with other settings (another seed).
+
+  Into a bucket: generated locally, then uploaded with manifest.json last (its presence means complete).
+  """
+  data_dir = storage.path(config.data.synthetic_dir)
   wanted = config.demo.synthetic.to_dict()
   manifest_path = data_dir / "manifest.json"
   if not manifest_path.exists():
     logging.info("Generating the synthetic dataset in %s", data_dir)
-    synthetic.generate(str(data_dir), **wanted)
+    if not storage.is_remote(data_dir):
+      synthetic.generate(str(data_dir), **wanted)
+      return
+    with tempfile.TemporaryDirectory(prefix="xclip_jax_synthetic-") as folder:
+      synthetic.generate(os.path.join(folder, "data"), **wanted)
+      storage.upload_tree(os.path.join(folder, "data"), data_dir, last=["manifest.json"])
     return
   manifest = json.loads(manifest_path.read_text())
   counts = manifest.get("per_class", {})
@@ -139,7 +154,7 @@ def _examples(evaluator: Evaluator, state: Any, data_cfg: ml_collections.ConfigD
   return report_lib.pick_examples(evaluator.predict(state, data_cfg, context_length=context_length), section, count)
 
 
-def _demo_report(workdir: pathlib.Path, rows: list[report_lib.ExampleRow], supervised: EvalResult) -> pathlib.Path:
+def _demo_report(workdir: epath.Path, rows: list[report_lib.ExampleRow], supervised: EvalResult) -> epath.Path:
   """workdir/report.png: example rows and the curves recorded in the stages' TensorBoard event files."""
   curves = report_lib.read_scalars(workdir / "supervised", ("loss", "eval/top1"))
   few = report_lib.read_scalars(workdir / "few_shot", ("loss",))
@@ -155,9 +170,11 @@ def _demo_report(workdir: pathlib.Path, rows: list[report_lib.ExampleRow], super
   return report_lib.write_report(workdir / "report.png", rows, panels, title="X-CLIP demo on synthetic moving shapes")
 
 
-def run_demo(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
+def run_demo(config: ml_collections.ConfigDict, workdir: epath.Path) -> dict[str, Any]:
   """Synthetic end to end: supervised training, zero-shot on held-out compositions, 2-shot fine-tuning,
-  then the picture (workdir/report.png)."""
+  then the picture (workdir/report.png). The videos are in data.synthetic_dir, by default workdir/data."""
+  config = config.copy_and_resolve_references()
+  config.data.synthetic_dir = demo_data_dir(config, workdir)
   _synthetic_data(config)
   supervised_cfg = _stage(config, config.demo.supervised)
   supervised_dir = workdir / "supervised"
@@ -197,11 +214,13 @@ def run_demo(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[s
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
-  """Runs config.protocol in workdir and writes workdir/results.json."""
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  """Runs config.protocol in workdir (a folder or gs:// URL) and writes workdir/results.json.
+
+  Raises `storage.StorageError` before any work if this process cannot write to workdir.
+  """
   if config.mode not in ("train", "evaluate"):
     raise ValueError(f"config.mode must be 'train' or 'evaluate', got {config.mode!r}")
+  workdir = storage.check_writable(workdir)
   folder_run = None
   if config.data.source == "folders":  # your own videos: checks first (naming folders), a report at the end
     config, folder_run = folder_runs.prepare(config, workdir)

@@ -1,6 +1,8 @@
 """Importing checkpoints from OpenAI CLIP, official X-CLIP and HuggingFace, and exporting them back.
 
-Every source becomes (ModelConfig, flat float32 params); every target is written from that pair.
+Every source becomes (ModelConfig, flat float32 params); every target is written from that pair. Inputs
+and outputs may be gs:// URLs: a bucket input is downloaded to a temporary folder first (torch and
+safetensors read local files), a bucket output written locally and uploaded (`xclip_jax.storage`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from etils import epath
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from xclip_jax import pretrained
-from xclip_jax.atomic_io import atomic_directory, atomic_path
+from xclip_jax import pretrained, storage
 from xclip_jax.conversion import hf, official, torch_io
 from xclip_jax.conversion.rules import ConversionError, apply_rules, invert_rules
 from xclip_jax.models.config import ModelConfig
@@ -86,7 +88,11 @@ def import_checkpoint(source: str, path: str | os.PathLike, *, frames: int | Non
     seed: initialisation seed of the X-CLIP modules when starting from CLIP.
   """
   name = str(path)
-  metadata: dict[str, Any] = {"source": source, "input": os.path.abspath(path)}
+  if storage.is_remote(path) and source != "jax":  # "jax" directories are read from the bucket directly
+    with storage.local_copy(path) as local:
+      config, params, metadata = import_checkpoint(source, local, frames=frames, seed=seed)
+    return config, params, {**metadata, "input": name}
+  metadata: dict[str, Any] = {"source": source, "input": name if storage.is_remote(path) else os.path.abspath(path)}
   if source == "jax":
     config, params = pretrained.load_pretrained(path)
     if frames is not None and frames != config.num_frames:
@@ -122,15 +128,15 @@ def import_checkpoint(source: str, path: str | os.PathLike, *, frames: int | Non
 
 def export_checkpoint(target: str, config: ModelConfig, params: Mapping[Path, np.ndarray],
                       output: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
-                      overwrite: bool = False) -> pathlib.Path:
+                      overwrite: bool = False) -> epath.Path:
   """Writes (config, params) as an xclip_jax directory, an HF directory or an official .pth file."""
-  output = pathlib.Path(output)
+  output = storage.path(output)
   if target == "jax":
     return pretrained.save_pretrained(output, config, params, metadata=metadata, overwrite=overwrite)
   if target == "hf":
     hf_config = hf.config_to_hf(config)
     state = invert_rules(params, hf.hf_rules(config))
-    with atomic_directory(output, overwrite=overwrite) as staging:
+    with storage.staged_directory(output, overwrite=overwrite, last=["config.json"]) as staging:
       (staging / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
       save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
     return output
@@ -138,7 +144,7 @@ def export_checkpoint(target: str, config: ModelConfig, params: Mapping[Path, np
     state = invert_rules(params, official.official_rules(config))
     if output.exists() and not overwrite:
       raise FileExistsError(f"{output} already exists; pass --overwrite to replace it.")
-    with atomic_path(output) as staging:
+    with storage.staged_file(output) as staging:
       torch_io.save_state_dict(state, staging, wrap_key="model")
     return output
   raise ValueError(f"Unknown target {target!r}; choose one of {TARGETS}.")

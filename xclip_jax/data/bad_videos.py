@@ -5,9 +5,10 @@ Decoding happens in grain worker processes; they do not log. Each example carrie
 (`for_path(data.bad_video_log)`, shared by the training and evaluation iterators of the process):
 
 * the first time a file is met, one warning line names it and says why; later meetings only count;
-* with a log path, a TSV with a header and one row per file (`path`, `count`, `error`) is rewritten
-  atomically after every change, so a crash never leaves it half-written. Rows already in the file
-  (an earlier run of the same workdir, before a resume) are kept and counted on.
+* with a log path (a file or a gs:// object), a TSV with a header and one row per file (`path`, `count`,
+  `error`) is rewritten whole after every change (a rename, or one object), so a crash never leaves it
+  half-written. Rows already in the file (an earlier run of the same workdir, before a resume) are kept and
+  counted on.
 
 "count" is how often the file was met (a training run meets a bad file again every epoch; each time another
 video takes its place). Cut-off files are listed too (their error starts with "cut off"), though they
@@ -22,7 +23,7 @@ import logging
 import os
 import threading
 
-from xclip_jax import atomic_io
+from xclip_jax import storage
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class BadVideoLog:
     self.rows: dict[str, list] = {}  # path -> [count, error]
     self._warned: set[str] = set()
     self._lock = threading.Lock()
-    if path and os.path.exists(path):
+    if path and storage.path(path).exists():
       self.rows = read_log(path)
 
   def record(self, kind: str, video: str, reason: str) -> None:
@@ -71,7 +72,7 @@ class BadVideoLog:
       first = video not in self._warned
       self._warned.add(video)
       if self.path:
-        atomic_io.atomic_write_text(self.path, format_log(self.rows))
+        storage.write_text(self.path, format_log(self.rows))
     if first:
       if kind == CUT_OFF:
         log.warning("cut-off video: %s: %s", video, error.removeprefix("cut off: "))
@@ -105,8 +106,7 @@ def read_log(path: str) -> dict[str, list]:
   A log of earlier versions (one `path<TAB>reason` line per meeting, no header) is read as its per-file
   counts; a file in any other format is an error (it is not ours to overwrite).
   """
-  with open(path, encoding="utf-8") as f:
-    lines = [line for line in f.read().splitlines() if line]
+  lines = [line for line in storage.path(path).read_text(encoding="utf-8").splitlines() if line]
   if lines and lines[0] != "\t".join(HEADER) and all(line.count("\t") == 1 for line in lines):
     out: dict[str, list] = {}
     for line in lines:
@@ -133,7 +133,7 @@ _LOGS_LOCK = threading.Lock()
 def for_path(path: str, process_index: int = 0, process_count: int = 1) -> BadVideoLog:
   """The process-wide log for `path` ("" = count and warn only), shared by all iterators of the process."""
   path = process_log_path(path, process_index, process_count)
-  key = os.path.abspath(path) if path else ""
+  key = os.fspath(storage.absolute(path)) if path else ""
   with _LOGS_LOCK:
     if key not in _LOGS:
       _LOGS[key] = BadVideoLog(path)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 from etils import epath
 
+from xclip_jax import storage
 from xclip_jax.data import labels
 
 # Extensions a folder is searched for (lower case); files named explicitly are read whatever their name.
@@ -78,7 +79,7 @@ def class_folders(root: str | epath.PathLike, *, extensions: Sequence[str] = VID
     VideoInputError: `root` is missing; videos lie directly in `root` (in no class folder); a class folder
       holds no videos; `root` has no class folders; `root` holds train/ val/ test/ instead of classes.
   """
-  root = epath.Path(root)
+  root = storage.path(root)
   if not root.is_dir():
     raise VideoInputError(f"{root}: no such folder")
   extensions = tuple(e.lower() for e in extensions)
@@ -156,7 +157,7 @@ class FolderLayout:
 
   def folder(self, split: str, folder_name: str | None = None) -> str:
     """Where a split (or one of its class folders) is, or would be, for messages."""
-    path = epath.Path(self.root) / split if not self.by_ratio else epath.Path(self.root)
+    path = storage.path(self.root) / split if not self.by_ratio else storage.path(self.root)
     return str(path / folder_name) if folder_name else str(path)
 
   def records(self, split: str) -> list[labels.VideoRecord]:
@@ -186,7 +187,7 @@ def read_layout(root: str | epath.PathLike, *, readable_names: bool = False, spl
     VideoInputError: a layout problem (see `class_folders`), or neither split folders nor a ratio.
     labels.LabelFileError: two class folders would give the same class name.
   """
-  root = epath.Path(root)
+  root = storage.path(root)
   if not root.is_dir():
     raise VideoInputError(f"{root}: no such folder")
   ratio = parse_split_ratio(split_ratio)

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
 from xclip_jax.data import pipeline, synthetic
+from xclip_jax.data.config import data_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file with a `data` block.", lock_config=True)
 _SPLIT = flags.DEFINE_enum("split", "train", ["train", "val"], "Which split to show.")
@@ -56,6 +57,8 @@ def preview(config, split: str, out: str, rows: int = 8, num_workers: int = 0) -
   """Writes the contact sheet of one batch and returns its statistics."""
   data_cfg = config.data.copy_and_resolve_references()
   data_cfg.num_workers = num_workers
+  if data_cfg.source == "synthetic" and not data_cfg.synthetic_dir:  # the demo's "under its workdir"
+    data_cfg.synthetic_dir = data_config().synthetic_dir  # runs/demo/data, where `make demo` puts it
   ensure_synthetic(data_cfg)
   start = time.time()
   if split == "train":

@@ -4,7 +4,8 @@ A source is a light, picklable object (it goes to grain worker processes) with:
   `len(src)`, `src[i] -> EncodedVideo` (nothing decoded yet), `src.class_names`, `src.name(i)`,
   `src.host_indices(process_index, process_count)` -> the global indices this host reads (disjoint over
   hosts, together complete: strided records for files/TFDS, whole shards for ArrayRecord).
-`load_frames(encoded, pick, ...)` decodes only the sampled frames of any source's item.
+`load_frames(encoded, pick, ...)` decodes only the sampled frames of any source's item. Paths may be
+gs:// URLs (`xclip_jax.storage`): videos are then read as bytes, shards by array_record's own GCS reader.
 
 ArrayRecord record layout (written by scripts/build_arrayrecord.py): b"XCLIPV1\\n", a 4-byte little-endian
 header length, a UTF-8 JSON header {"label", "index", "path"}, then the video file's bytes unchanged.
@@ -13,7 +14,6 @@ header length, a UTF-8 JSON header {"label", "index", "path"}, then the video fi
 from __future__ import annotations
 
 import dataclasses
-import glob
 import io
 import json
 import os
@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from xclip_jax import storage
 from xclip_jax.data import decode, labels
 
 RECORD_MAGIC = b"XCLIPV1\n"
@@ -109,8 +110,8 @@ class FileSource:
 def synthetic_paths(directory: str, task: str, split: str) -> tuple[str, str]:
   """(label list, class CSV) of a task of the synthetic dataset (layout: see `xclip_jax.data.synthetic`)."""
   lst = os.path.join(directory, task, f"{split}.txt")
-  if not os.path.exists(lst):
-    have = sorted(os.path.basename(p) for p in glob.glob(os.path.join(directory, task, "*.txt")))
+  if not storage.path(lst).exists():
+    have = sorted(os.path.basename(p) for p in storage.glob(os.path.join(directory, task, "*.txt")))
     raise FileNotFoundError(f"{lst} not found (task {task!r} has {have or 'nothing'}; generate the data with "
                             f"`python -m xclip_jax.data.synthetic --out {directory}`)")
   return lst, os.path.join(directory, task, "classes.csv")
@@ -199,7 +200,7 @@ def decode_record(record: bytes, where: str = "record") -> tuple[dict, bytes]:
 
 def shard_paths(pattern: str) -> list[str]:
   """Sorted shard files of a glob pattern (or a comma-separated list of paths)."""
-  paths = [p for part in pattern.split(",") for p in sorted(glob.glob(part.strip()))]
+  paths = [p for part in pattern.split(",") for p in storage.glob(part.strip())]
   if not paths:
     raise FileNotFoundError(f"no ArrayRecord shards match {pattern!r}")
   return paths

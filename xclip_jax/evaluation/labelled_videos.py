@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from etils import epath
 
+from xclip_jax import storage
 from xclip_jax.data import folders, labels
 from xclip_jax.evaluation import video_files
 
@@ -85,7 +85,7 @@ def labelled_set(root: str | os.PathLike, *, label_list: str | os.PathLike | Non
   training with `data.source="folders"` uses too. Videos outside any class folder, an empty class folder or
   a folder holding train/ val/ test/ are errors naming the folder.
   """
-  root = epath.Path(root)
+  root = storage.path(root)
   if not root.is_dir():
     raise video_files.VideoInputError(f"{root}: no such folder")
   if label_list is not None:
@@ -157,7 +157,7 @@ def open_set(spec: str | os.PathLike, *, label_list: str | os.PathLike | None = 
       name, _, sub_folder = text.removeprefix("sample:").partition("/")
       root = zoo.sample_dataset(name) / sub_folder
     else:
-      root = epath.Path(text)
+      root = storage.path(text)
     dataset = labelled_set(root, label_list=label_list, class_csv=class_csv, readable_names=readable_names)
   return dataset.subset(max_videos)
 

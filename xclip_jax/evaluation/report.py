@@ -9,13 +9,17 @@ picture's size follows from the number of rows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
+import tempfile
 from collections.abc import Sequence
 
 import numpy as np
+from etils import epath
 
+from xclip_jax import storage
 from xclip_jax.evaluation.evaluator import Predictions
 
 
@@ -103,13 +107,29 @@ def pick_examples(predictions: Predictions, section: str, count: int) -> list[Ex
   return rows
 
 
+@contextlib.contextmanager
+def _local_events(logdir: str | os.PathLike):
+  """`logdir` itself, or a local folder with the event files of a bucket logdir (not its checkpoints)."""
+  if not storage.is_remote(logdir):
+    yield logdir
+    return
+  with tempfile.TemporaryDirectory(prefix="xclip_jax_events-") as folder:
+    for event_file in storage.path(logdir).glob("events.out.tfevents.*"):
+      (pathlib.Path(folder) / event_file.name).write_bytes(event_file.read_bytes())
+    yield folder
+
+
 def read_scalars(logdir: str | os.PathLike, tags: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """(steps, values) of scalar `tags` from the TensorBoard event files in `logdir` (missing tags: empty)."""
+  """(steps, values) of scalar `tags` from the TensorBoard event files in `logdir` (missing tags: empty).
+
+  A bucket logdir is read from a local copy of its event files (TensorBoard's reader would use TF's gfile).
+  """
   from tensorboard.backend.event_processing import event_accumulator
   from tensorboard.util import tensor_util
 
-  accumulator = event_accumulator.EventAccumulator(os.fspath(logdir), size_guidance={"tensors": 0, "scalars": 0})
-  accumulator.Reload()
+  with _local_events(logdir) as local:
+    accumulator = event_accumulator.EventAccumulator(os.fspath(local), size_guidance={"tensors": 0, "scalars": 0})
+    accumulator.Reload()
   available = accumulator.Tags()
   out = {}
   for tag in tags:
@@ -125,7 +145,7 @@ def read_scalars(logdir: str | os.PathLike, tags: Sequence[str]) -> dict[str, tu
 
 
 def write_report(path: str | os.PathLike, rows: Sequence[ExampleRow], panels: Sequence[Panel], *, title: str,
-                 layout: Layout = Layout()) -> pathlib.Path:
+                 layout: Layout = Layout()) -> epath.Path:
   """Draws the report (see the module docstring) as a PNG, written atomically; returns its path."""
   from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
 
@@ -179,9 +199,8 @@ def write_report(path: str | os.PathLike, rows: Sequence[ExampleRow], panels: Se
     bars.tick_params(axis="x", labelsize=7)
     for y, p in enumerate(values):
       bars.text(min(p, 0.75) + 0.02, y, f"{p:.0%}", va="center", fontsize=7)
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  staging = path.with_name(f".{path.name}.tmp.png")
-  figure.savefig(staging, dpi=100)
-  staging.replace(path)
+  path = storage.path(path)
+  storage.mkdir(path.parent)
+  with storage.staged_file(path, suffix=".png") as staging:  # renamed, or uploaded as one object
+    figure.savefig(staging, dpi=100)
   return path

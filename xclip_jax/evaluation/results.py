@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 from typing import Any
 
 import jax
+from etils import epath
+
+from xclip_jax import storage
 
 
-def write_results(workdir: str | os.PathLike, results: dict[str, Any]) -> pathlib.Path:
-  """Writes `workdir/results.json` atomically (process 0 only) and returns its path."""
-  path = pathlib.Path(workdir) / "results.json"
+def write_results(workdir: str | os.PathLike, results: dict[str, Any]) -> epath.Path:
+  """Writes `workdir/results.json` whole (process 0 only; a local rename or one bucket object); returns its path."""
+  path = storage.path(workdir) / "results.json"
   if jax.process_index() == 0:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(".results.json.tmp")
-    staging.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    staging.replace(path)
+    storage.mkdir(path.parent)
+    storage.write_text(path, json.dumps(results, indent=2, sort_keys=True) + "\n")
   return path
 
 

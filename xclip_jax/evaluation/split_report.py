@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from etils import epath
 
-from xclip_jax import atomic_io
+from xclip_jax import storage
 from xclip_jax.evaluation import labelled_videos, plots, video_files
 from xclip_jax.evaluation.evaluator import EvalResult
 
@@ -46,15 +46,14 @@ def evaluate_split(evaluator, state: Any, data_cfg: Any, *, split: str, clips: i
 
 
 def _save(figure, path: epath.Path) -> None:
-  with atomic_io.atomic_path(path) as staging:
+  with storage.staged_file(path) as staging:
     figure.savefig(staging, format="png", dpi=100)
 
 
 def write_report(evaluation: labelled_videos.SetEvaluation, out_dir: str | os.PathLike, *, title: str = "",
                  worst: int = WORST_VIDEOS) -> dict[str, epath.Path]:
   """Writes predictions.csv and the figures (PNG) into `out_dir`, each file atomically; returns their paths."""
-  out_dir = epath.Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
+  out_dir = storage.mkdir(out_dir)
   names = evaluation.class_names
   files = {"predictions": out_dir / "predictions.csv"}
   video_files.write_predictions(evaluation.predictions, names, files["predictions"], top=min(5, len(names)),

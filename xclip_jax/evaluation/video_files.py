@@ -10,7 +10,7 @@ views. Videos are decoded ahead on host threads (PyAV and PIL release the GIL) w
 previous batch; batches keep one shape (the last is padded), so the model compiles once. A file that cannot
 be read gets its error in its result and the others are classified. `sampled_frames` returns the frames
 a prediction looked at, for display. Videos that are not files (a TFDS split, ArrayRecord shards) are passed
-as `SourceVideo(source, index)`.
+as `SourceVideo(source, index)`. Files, folders, lists and the output may be in a bucket (gs://...).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
 
-from xclip_jax import atomic_io
+from xclip_jax import storage
 from xclip_jax.data import decode, sampling, sources, transforms
 
 # VIDEO_EXTENSIONS (what a folder is searched for) and VideoInputError (a path given is missing, an empty folder
@@ -77,8 +78,10 @@ class VideoPrediction:
 # Finding videos.
 
 
-def _is_video(path: pathlib.Path, extensions: Sequence[str]) -> bool:
-  return path.is_file() and path.suffix.lower() in extensions and not path.name.startswith(".")
+def _is_video(path: epath.Path, extensions: Sequence[str]) -> bool:
+  """A listed file that counts as a video (bucket listings hold only objects: no request per file)."""
+  named = path.suffix.lower() in extensions and not path.name.startswith(".")
+  return named and (storage.is_remote(path) or path.is_file())
 
 
 def read_video_list(list_path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[str]:
@@ -87,8 +90,8 @@ def read_video_list(list_path: str | os.PathLike, root: str | os.PathLike | None
   Relative paths are joined with `root` (default: the list file's folder). Blank lines and `#` comments
   are skipped. Listed files are not checked here: a missing one fails alone when it is read.
   """
-  list_path = pathlib.Path(list_path)
-  base = pathlib.Path(root) if root is not None else list_path.parent
+  list_path = storage.path(list_path)
+  base = storage.path(root) if root is not None else list_path.parent
   paths = []
   for line in list_path.read_text(encoding="utf-8").splitlines():
     text = line.strip()
@@ -99,7 +102,8 @@ def read_video_list(list_path: str | os.PathLike, root: str | os.PathLike | None
     # `<path> <label>` unless the whole line names an existing file (paths may contain spaces and digits).
     if len(parts) == 2 and re.fullmatch(r"-?\d+", parts[1]) and not (base / text).exists():
       candidate = parts[0]
-    paths.append(str(base / candidate) if not os.path.isabs(candidate) else candidate)
+    absolute = os.path.isabs(candidate) or storage.is_remote(candidate)
+    paths.append(candidate if absolute else os.fspath(base / candidate))
   if not paths:
     raise VideoInputError(f"{list_path}: the list file names no videos")
   return paths
@@ -121,16 +125,16 @@ def find_videos(inputs: Iterable[str | os.PathLike], *, extensions: Sequence[str
   extensions = tuple(e.lower() for e in extensions)
   found: dict[str, None] = {}
   for given in inputs:
-    path = pathlib.Path(given)
+    path = storage.path(given)
     if path.is_dir():
-      videos = sorted(p for p in path.rglob("*") if _is_video(p, extensions))
+      videos = [p for p in storage.files_under(path) if _is_video(p, extensions)]
       if not videos:
         raise VideoInputError(f"{path}: no videos in this folder or below (looked for {', '.join(extensions)})")
-      found.update((str(p), None) for p in videos)
+      found.update((os.fspath(p), None) for p in videos)
     elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
       found.update((p, None) for p in read_video_list(path, root))
     elif path.is_file():
-      found[str(path)] = None
+      found[os.fspath(path)] = None
     else:
       raise VideoInputError(f"{path}: no such file or folder")
   if not found:
@@ -341,15 +345,16 @@ def write_predictions(predictions: Iterable[VideoPrediction], class_names: Seque
                       true_labels: Sequence[str] | None = None) -> int:
   """Writes one row per prediction (CSV or JSON lines) to `out` atomically; returns the number of rows.
 
-  Rows are streamed into a temporary file next to `out`, which replaces `out` only once every row is
-  written: an existing `out` is never lost or half-overwritten, even if the run is interrupted.
+  Rows are streamed into a temporary file (next to `out`, or local for a gs:// `out`), which replaces `out`
+  (renamed, or uploaded as one object) only once every row is written: an existing `out` is never lost or
+  half-overwritten, even if the run is interrupted.
   `on_row` is called after each row (the command line prints errors as they happen). `true_labels` (a
   labelled set's true class names, one per prediction) adds a last column / key `true_label`.
   """
   kind = output_format(out, format)
   top = max(1, min(int(top), len(class_names)))
   rows = 0
-  with atomic_io.atomic_file(out, "w", newline="") as f:
+  with storage.staged_file(out) as staging, open(staging, "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f, lineterminator="\n") if kind == "csv" else None
     if writer is not None:
       writer.writerow(csv_header(top) + (["true_label"] if true_labels is not None else []))

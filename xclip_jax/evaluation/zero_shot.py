@@ -10,10 +10,10 @@ Each round is a data block that evaluates one split or class subset:
 from __future__ import annotations
 
 import os
-import pathlib
 
 import ml_collections
 
+from xclip_jax import storage
 from xclip_jax.data import labels
 
 DATASETS = ("hmdb51", "ucf101", "k600")
@@ -37,8 +37,7 @@ def zero_shot_rounds(config: ml_collections.ConfigDict, workdir: str | os.PathLi
   zs = config.zero_shot
   if zs.dataset not in DATASETS:
     raise ValueError(f"config.zero_shot.dataset must be one of {DATASETS}, got {zs.dataset!r}")
-  out = pathlib.Path(workdir) / "zero_shot"
-  out.mkdir(parents=True, exist_ok=True)
+  out = storage.mkdir(storage.path(workdir) / "zero_shot")
   rounds = []
   if zs.dataset == "k600":
     if not zs.k600_val_list:
@@ -84,8 +83,7 @@ def few_shot_lists(config: ml_collections.ConfigDict, workdir: str | os.PathLike
   fs = config.few_shot
   if not fs.split_dir:
     return data  # the config names train_list / val_list itself
-  out = pathlib.Path(workdir) / "few_shot"
-  out.mkdir(parents=True, exist_ok=True)
+  out = storage.mkdir(storage.path(workdir) / "few_shot")
   for subset, key in (("train", "train_list"), ("test", "val_list")):
     path = out / f"{fs.dataset}_split{fs.split}_{subset}.txt"
     labels.write_label_list(_split_records(fs.dataset, fs.split_dir, int(fs.split), subset), str(path))

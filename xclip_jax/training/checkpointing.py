@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pathlib
 from typing import Any
 
 import grain
@@ -21,6 +20,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from xclip_jax import storage
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.models.params import to_layer_params
 
@@ -51,10 +51,15 @@ def _from_flat(flat: dict[str, Any], target: nnx.State) -> nnx.State:
 
 
 class Checkpointer:
-  """Saves/restores (state, data iterator, meta) under `<workdir>/checkpoints/<step>`."""
+  """Saves/restores (state, data iterator, meta) under `<workdir>/checkpoints/<step>`.
+
+  The directory may be a bucket (gs://...): Orbax then writes into the step folder and marks it complete
+  with `commit_success.txt` last (no rename there), and ignores a step folder without it, so a save cut
+  off midway leaves the previous complete checkpoint as the latest.
+  """
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, asynchronous: bool = True):
-    self.directory = pathlib.Path(directory).absolute()
+    self.directory = storage.absolute(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=asynchronous)
     self.manager = ocp.CheckpointManager(
@@ -109,8 +114,8 @@ class Checkpointer:
 def load_model_params(workdir: str | os.PathLike, step: int | None = None
                       ) -> tuple[ModelConfig, dict[tuple[str | int, ...], np.ndarray]]:
   """Model config and parameters (host numpy, per-layer layout) of a workdir's latest (or given) checkpoint."""
-  directory = pathlib.Path(workdir) / "checkpoints"
-  manager = ocp.CheckpointManager(directory.absolute(), item_handlers={
+  directory = storage.path(workdir) / "checkpoints"
+  manager = ocp.CheckpointManager(storage.absolute(directory), item_handlers={
       STATE: ocp.StandardCheckpointHandler(), META: ocp.JsonCheckpointHandler()})
   step = manager.latest_step() if step is None else step
   if step is None:

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import os
-import pathlib
 import signal
 import threading
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from xclip_jax import pretrained, sharding, zoo
+from xclip_jax import pretrained, sharding, storage, zoo
 from xclip_jax.data import pipeline
 from xclip_jax.evaluation.evaluator import Evaluator
 from xclip_jax.models.config import RUNTIME_FIELDS, ModelConfig, variant_config
@@ -70,7 +69,7 @@ def load_initial_params(config: ml_collections.ConfigDict, requested: ModelConfi
   path = zoo.resolve(path, frames=int(config.model.frames))
   if pretrained.is_pretrained_dir(path):
     source_config, params = pretrained.load_pretrained(path)
-  elif (pathlib.Path(path) / "checkpoints").is_dir():
+  elif (storage.path(path) / "checkpoints").is_dir():
     source_config, params = checkpointing.load_model_params(path)
   else:
     raise FileNotFoundError(f"config.init_from.path={str(path)!r} is neither a model name (python -m xclip_jax.zoo "
@@ -122,15 +121,14 @@ class _PreemptionWatch:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _write_run_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+def _write_run_config(config: ml_collections.ConfigDict, workdir: storage.epath.Path) -> None:
+  if jax.process_index() == 0:  # whole (a bucket object or a renamed file): never half-written
+    storage.write_text(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainResult:
   """Trains (or resumes) per config.train on config.data's train split; evaluates single-view as it goes."""
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  workdir = storage.mkdir(workdir)
   _write_run_config(config, workdir)
   mesh = sharding.make_mesh(config.mesh)
   sharding.log_mesh(mesh)
@@ -223,7 +221,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
       checkpointer.save(step, state.state, train_iterator, meta(), force=True)
   checkpointer.close()
   train_iterator.close()
-  writer.flush()
+  writer.close()  # flushed (and, for a bucket workdir, the event files uploaded)
   if preempted:
     logging.warning("Stopped at step %d of %d on SIGTERM; checkpoint saved, rerun the same command to resume.",
                     step, total_steps)

@@ -156,7 +156,14 @@ def fetch(name: str, *, frames: int | None = None, revision: str | None = None, 
 
 def resolve(name_or_path: str | os.PathLike, *, frames: int | None = None, revision: str | None = None,
             progress: bool = True) -> pathlib.Path:
-  """A local file or directory as it is (os.PathLike is always a path); otherwise a name, fetched."""
+  """A local file or directory as it is (os.PathLike is always a path), a gs:// URL as an `epath.Path`;
+  otherwise a name, fetched."""
+  from xclip_jax import storage
+
+  if storage.is_remote(name_or_path):
+    if revision is not None:
+      raise ValueError(f"revision={revision!r} applies to HF hub names, not to the path {name_or_path}.")
+    return storage.path(name_or_path)
   if isinstance(name_or_path, os.PathLike) or os.path.exists(name_or_path):
     if revision is not None:
       raise ValueError(f"revision={revision!r} applies to HF hub names, not to the local path {name_or_path}.")
