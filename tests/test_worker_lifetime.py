@@ -10,32 +10,8 @@ import time
 
 import pytest
 
-from tests import training_fixtures
+from tests import process_fixtures, training_fixtures
 from xclip_jax.data import worker_lifetime
-
-
-def _processes() -> dict[int, tuple[int, str, str]]:
-  """pid -> (parent pid, state, command line) of every process (Linux /proc)."""
-  out = {}
-  for entry in os.listdir("/proc"):
-    if not entry.isdigit():
-      continue
-    try:
-      with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
-        stat = f.read()
-      with open(f"/proc/{entry}/cmdline", "rb") as f:
-        cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-      continue
-    fields = stat.rsplit(")", 1)[1].split()  # After "pid (name)": state, ppid, ...
-    out[int(entry)] = (int(fields[1]), fields[0], cmdline)
-  return out
-
-
-def _alive(pids) -> list[int]:
-  """Those of `pids` still running (a zombie has ended; whoever adopted it may just not have reaped it yet)."""
-  table = _processes()
-  return [p for p in pids if p in table and table[p][1] != "Z"]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds processes through /proc (Linux)")
@@ -54,8 +30,7 @@ def test_grain_workers_exit_when_the_trainer_is_sigkilled(tmp_path):
     workers: list[int] = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and trainer.poll() is None:
-      table = _processes()
-      workers = [p for p, (ppid, _, cmd) in table.items() if ppid == trainer.pid and "multiprocessing" in cmd]
+      workers = process_fixtures.spawned_children(trainer.pid)
       if len(workers) >= 2:
         break
       time.sleep(0.5)
@@ -65,13 +40,14 @@ def test_grain_workers_exit_when_the_trainer_is_sigkilled(tmp_path):
     trainer.send_signal(signal.SIGKILL)
     trainer.wait(timeout=30)
     killed = time.monotonic()
-    while _alive(workers) and time.monotonic() - killed < 5:
+    while process_fixtures.alive(workers) and time.monotonic() - killed < 5:
       time.sleep(0.1)
-    assert not _alive(workers), f"workers {_alive(workers)} outlived their trainer by 5 s"
+    left = process_fixtures.alive(workers)
+    assert not left, f"workers {left} outlived their trainer by 5 s"
   finally:
     if trainer.poll() is None:
       trainer.kill()
-    for pid in _alive(workers if "workers" in locals() else []):
+    for pid in process_fixtures.alive(workers if "workers" in locals() else []):
       os.kill(pid, signal.SIGKILL)
 
 

@@ -115,6 +115,7 @@ class FrameIndex:
         continue
       have = self.settings.get(key)
       if have is None or float(have) != float(wanted):
+        have, wanted = (f"{float(v):g}" if isinstance(v, int | float) else v for v in (have, wanted))
         raise FrameShardError(f"{where}: built with {key} {have}, but the config asks for {field}={wanted}; "
                               f"set {field}={have} or rebuild the shards (scripts/build_frame_shards.py "
                               f"--{key} {wanted})")
