@@ -83,6 +83,10 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   c.augment.saturation = 0.2
   c.augment.hue = 0.1
   c.augment.gray_scale = 0.2  # Probability to turn the whole clip to 3-channel grayscale.
+  # Colour jitter and grayscale on the device (the host draws the same random numbers and ships them with the
+  # batch; xclip_jax.data.device_color): on this CPU the per-frame PIL jitter costs a frame-shard clip about
+  # three times its JPEG decoding (docs/frame_shards.md). Pixel values match the host path up to rounding.
+  c.augment.color_on_device = False
 
   # --- Loader ----------------------------------------------------------------------------------------
   c.batch_size = 256  # Global training batch (all processes); each process loads batch_size / process_count.

@@ -3,7 +3,9 @@
 Interfaces used by the training code:
 
 * `make_train_iterator(data_cfg, *, split="train", seed)` -> `TrainIterator`, an infinite iterator of
-  per-process numpy batches {"video": uint8 (b, T, H, W, 3), "label": int32 (b,), "index": int32 (b,)},
+  per-process numpy batches {"video": uint8 (b, T, H, W, 3), "label": int32 (b,), "index": int32 (b,)}
+  (with `data.augment.color_on_device` also "color": float32 (b, T, C), the colour augmentation the train step
+  applies with `device_color.apply`),
   b = data.batch_size // jax.process_count(). Each process reads its own disjoint part of the data
   (`source.host_indices`), shuffles it with `seed` (re-shuffled every epoch), decodes + augments in
   `data.num_workers` grain worker processes (whole batches are built in the workers) and is deterministic
@@ -90,13 +92,18 @@ class _ClipReader:
         pos = int(rng.integers(len(self.host_indices)))
         continue
       a = self.aug
-      video = transforms.train_clip(
-          frames, rng, input_size=self.size, short=self.short, scales=tuple(a["scales"]),
-          max_wh_scale_gap=int(a["max_wh_scale_gap"]), flip=a["flip"], color_jitter_p=a["color_jitter"],
-          brightness=a["brightness"], contrast=a["contrast"], saturation=a["saturation"], hue=a["hue"],
-          gray_scale=a["gray_scale"])
+      geometry = dict(input_size=self.size, short=self.short, scales=tuple(a["scales"]),
+                      max_wh_scale_gap=int(a["max_wh_scale_gap"]), flip=a["flip"])
+      color = dict(color_jitter_p=a["color_jitter"], brightness=a["brightness"], contrast=a["contrast"],
+                   saturation=a["saturation"], hue=a["hue"], gray_scale=a["gray_scale"])
+      extra = {}
+      if a.get("color_on_device"):  # Same draws; the train step applies them (xclip_jax.data.device_color).
+        video = transforms.train_geometry(frames, rng, **geometry)
+        extra["color"] = transforms.color_params(rng, len(video), **color)
+      else:
+        video = transforms.train_clip(frames, rng, **geometry, **color)
       return {"video": video, "label": np.int32(item.label), "index": np.int32(item.index), "n_bad": np.int32(n_bad),
-              "bad_index": np.int32(first_bad), "events": bad_videos.encode_events(events)}
+              "bad_index": np.int32(first_bad), "events": bad_videos.encode_events(events), **extra}
     raise RuntimeError(f"{self.max_retries + 1} videos in a row failed to decode; last errors: {errors[-3:]}")
 
   def eval_example(self, pos: int) -> dict[str, Any]:
