@@ -29,27 +29,88 @@ import time
 
 import numpy as np
 
-from xclip_jax.data import config, decode, frame_build, frame_shards, jpeg, labels, sampling, synthetic, transforms
+from xclip_jax.data import (
+  config,
+  decode,
+  device_color,
+  frame_build,
+  frame_shards,
+  jpeg,
+  labels,
+  sampling,
+  synthetic,
+  transforms,
+)
 from xclip_jax.data.frame_extract import FrameSettings
 
 SIZE, SHORT = 224, 256
+TRAIN, DEVICE, TEST = "train", "train, colour on device", "test"  # What a clip gets (test: 1 clip, centre crop).
 SETTINGS = FrameSettings(short_side=256, fps=10.0, quality=90)
 
 
-def make_videos(workdir: str, n: int, frames: int, width: int, height: int) -> list[str]:
-  """Moving-texture videos (content changes every frame, so the encoder does real work)."""
+def _pink_noise(rng: np.random.Generator, height: int, width: int, alpha: float) -> np.ndarray:
+  """Colour noise with a natural image's 1/f^alpha amplitude spectrum, channels correlated; zero mean, unit std."""
+  fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+  f = np.sqrt(fx ** 2 + fy ** 2)
+  f[0, 0] = 1.0
+  planes = []
+  for _ in range(3):
+    spectrum = (rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f ** alpha
+    spectrum[0, 0] = 0
+    planes.append(np.fft.irfft2(spectrum, s=(height, width)))
+  image = np.stack(planes, -1) @ np.array([[1, .6, .5], [.6, 1, .6], [.5, .6, 1]])
+  return (image - image.mean()) / image.std()
+
+
+def natural_clip(seed: int, frames: int, width: int, height: int) -> np.ndarray:
+  """A panning camera over a 1/f-textured scene with six textured objects moving across it, a slow lighting
+  change and sensor noise: natural-image statistics, so JPEG and H.264 sizes and decode costs are realistic."""
+  rng = np.random.default_rng(seed)
+  background = _pink_noise(rng, height + 64, width + frames, 1.45) * 45 + rng.uniform(90, 160, 3)
+  objects = []
+  for _ in range(6):
+    texture = _pink_noise(rng, 96, 96, 1.3) * 30 + rng.uniform(40, 220, 3)
+    objects.append((texture, rng.uniform(20, 45), rng.uniform(0, width), rng.uniform(0, height),
+                    rng.uniform(-3, 3), rng.uniform(-2, 2)))
+  out = np.empty((frames, height, width, 3), np.uint8)
+  for i in range(frames):
+    dy = int(16 + 8 * np.sin(i / 40))
+    frame = background[dy:dy + height, i:i + width].copy()
+    for texture, r, x0, y0, vx, vy in objects:
+      cx, cy = (x0 + vx * i) % width, (y0 + vy * i) % height
+      x1, x2 = int(max(cx - 1.3 * r, 0)), int(min(cx + 1.3 * r + 1, width))
+      y1, y2 = int(max(cy - r, 0)), int(min(cy + r + 1, height))
+      yy, xx = np.mgrid[y1:y2, x1:x2]
+      inside = (xx - cx) ** 2 / (1.3 * r) ** 2 + (yy - cy) ** 2 / r ** 2 < 1
+      frame[y1:y2, x1:x2][inside] = texture[(yy[inside] - int(cy)) % 96, (xx[inside] - int(cx)) % 96]
+    frame = frame * (1 + 0.1 * np.sin(i / 50)) + rng.normal(0, 2.5, frame.shape)
+    out[i] = np.clip(frame, 0, 255)
+  return out
+
+
+def texture_clip(seed: int, frames: int, width: int, height: int) -> np.ndarray:
+  """The README's earlier benchmark content: random 4-pixel blocks scrolling 2 pixels a frame (cheap for H.264's
+  motion search, expensive for JPEG: kept for comparison with that figure)."""
+  rng = np.random.default_rng(seed)
+  tex = rng.integers(0, 256, (height // 4 + 1, (width + frames * 2) // 4 + 1, 3), dtype=np.uint8)
+  tex = np.repeat(np.repeat(tex, 4, 0), 4, 1)
+  clip = np.stack([tex[:height, 2 * i:2 * i + width] for i in range(frames)])
+  clip[:, height // 3:height // 3 + 40, :, 0] = (np.arange(frames) * 7 % 256)[:, None, None]
+  return clip
+
+
+CONTENT = {"natural": natural_clip, "texture": texture_clip}
+
+
+def make_videos(workdir: str, n: int, frames: int, width: int, height: int, content: str) -> list[str]:
+  """H.264 mp4s (crf 23, x264's default keyframe interval 250), written once and reused."""
   os.makedirs(workdir, exist_ok=True)
   paths = []
   for k in range(n):
-    path = os.path.join(workdir, f"bench_{k:02d}_{width}x{height}_{frames}.mp4")
+    path = os.path.join(workdir, f"bench_{content}_{k:02d}_{width}x{height}_{frames}.mp4")
     if not os.path.exists(path):
-      rng = np.random.default_rng(k)
-      tex = rng.integers(0, 256, (height // 4 + 1, (width + frames * 2) // 4 + 1, 3), dtype=np.uint8)
-      tex = np.repeat(np.repeat(tex, 4, 0), 4, 1)
-      clip = np.stack([tex[:height, 2 * i:2 * i + width] for i in range(frames)])
-      clip[:, height // 3:height // 3 + 40, :, 0] = (np.arange(frames) * 7 % 256)[:, None, None]
       tmp = path + ".tmp.mp4"
-      synthetic.write_mp4(tmp, clip, fps=30, crf=23)
+      synthetic.write_mp4(tmp, CONTENT[content](k, frames, width, height), fps=30, crf=23)
       os.replace(tmp, path)
     paths.append(path)
   return paths
@@ -57,7 +118,7 @@ def make_videos(workdir: str, n: int, frames: int, width: int, height: int) -> l
 
 def build_frames(workdir: str, paths: list[str]) -> tuple[str, dict]:
   """Frame shards of the benchmark videos (built once, in this process so that its CPU time is exact)."""
-  out = os.path.join(workdir, f"frames_{len(paths)}_{os.path.basename(paths[0]).split('_', 2)[2]}")
+  out = os.path.join(workdir, f"frames_{len(paths)}_{os.path.basename(paths[0]).removeprefix('bench_')}")
   if not os.path.exists(os.path.join(out, frame_shards.INDEX_NAME)):
     entries = [frame_build.VideoEntry(p, 0, os.path.basename(p)) for p in paths]
     frame_build.build(entries, ["bench"], out, SETTINGS, videos_per_shard=4, workers=1, progress=False,
@@ -69,7 +130,11 @@ def build_frames(workdir: str, paths: list[str]) -> tuple[str, dict]:
 # One clip, each way.
 
 
-def _train(frames, rng, t):
+def _train(frames, rng, color_on_device=False):
+  if color_on_device:  # The host's part only: geometry and the colour draws (device_color applies them).
+    video = transforms.train_geometry(frames, rng, input_size=SIZE, short=SHORT)
+    transforms.color_params(rng, len(video))
+    return video
   return transforms.train_clip(frames, rng, input_size=SIZE, short=SHORT)
 
 
@@ -81,26 +146,26 @@ def _pick(train: bool, t: int, rng):
   return (lambda n: sampling.segment_train(n, t, rng)) if train else (lambda n: sampling.segment_test(n, t))
 
 
-def clip_mp4(path, backend, train, t, rng):
-  frames, _, _ = decode.read_frames(path, _pick(train, t, rng), backend=backend, short_side=SHORT)
-  return _train(frames, rng, t) if train else _test(frames)
+def clip_mp4(path, backend, mode, t, rng):
+  frames, _, _ = decode.read_frames(path, _pick(mode != TEST, t, rng), backend=backend, short_side=SHORT)
+  return _test(frames) if mode == TEST else _train(frames, rng, mode == DEVICE)
 
 
-def clip_official(path, train, t, rng):
+def clip_official(path, mode, t, rng):
   """X-CLIP's path: decord on the file bytes, one frame at a time (`container[i]`), full resolution."""
   import decord
 
   with open(path, "rb") as f:
     reader = decord.VideoReader(io.BytesIO(f.read()), num_threads=1)
-  idx = _pick(train, t, rng)(len(reader))
+  idx = _pick(mode != TEST, t, rng)(len(reader))
   cache = {int(i): reader[int(i)].asnumpy() for i in np.unique(idx)}
   frames = np.stack([cache[int(i)] for i in idx])
-  return _train(frames, rng, t) if train else _test(frames)
+  return _test(frames) if mode == TEST else _train(frames, rng, mode == DEVICE)
 
 
-def clip_frames(source, i, train, t, rng):
-  frames, _, _ = frame_shards.load_frames(source[i], _pick(train, t, rng), short_side=SHORT)
-  return _train(frames, rng, t) if train else _test(frames)
+def clip_frames(source, i, mode, t, rng):
+  frames, _, _ = frame_shards.load_frames(source[i], _pick(mode != TEST, t, rng), short_side=SHORT)
+  return _test(frames) if mode == TEST else _train(frames, rng, mode == DEVICE)
 
 
 def per_worker(fn, count: int, seconds: float, t: int) -> tuple[float, float]:
@@ -233,16 +298,21 @@ def main(argv=None) -> int:
   p.add_argument("--frames", default="8,16", help="clip lengths T")
   p.add_argument("--chip_rates", default="B/32-8:400,B/16-8:100,B/16-16:50",
                  help="model:clips per second per chip to feed (for the vCPUs-per-chip table)")
+  p.add_argument("--content", choices=sorted(CONTENT), default="natural",
+                 help="natural: 1/f-textured scene, moving objects, noise (realistic sizes); texture: the README's "
+                      "earlier scrolling random blocks")
   p.add_argument("--quick", action="store_true", help="tiny videos and counts (smoke test)")
   a = p.parse_args(argv)
   frames, width, height = (300, 454, 340) if not a.quick else (30, 320, 240)
   seconds = a.seconds if not a.quick else 0.2
-  paths = make_videos(a.workdir, a.videos if not a.quick else 2, frames, width, height)
+  paths = make_videos(a.workdir, a.videos if not a.quick else 2, frames, width, height, a.content)
   shards, build = build_frames(a.workdir, paths)
   source = frame_shards.FrameShardSource(shards, short_side=SETTINGS.short_side, fps=SETTINGS.fps)
   have_decord = decode.decord_available()
   lengths = [int(x) for x in a.frames.split(",")]
-  print(f"{len(paths)} videos {width}x{height}, {frames} frames at 30 fps, H.264 crf 23; frames {SIZE}x{SIZE}; "
+  rates: dict[tuple[str, int, str], float] = {}
+  print(f"{len(paths)} {a.content} videos {width}x{height}, {frames} frames at 30 fps, H.264 crf 23, keyframes every "
+        f"250; clips {SIZE}x{SIZE}; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d')}")
   mp4_bytes = np.mean([os.path.getsize(q) for q in paths])
   frame_bytes = build["bytes"] / max(build["stored"], 1)
@@ -261,50 +331,54 @@ def main(argv=None) -> int:
   print(f"frames clip, train, T={lengths[0]}: ms per clip (CPU): "
         + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
 
-  rows = [("MP4, PyAV", lambda i, r, tr, t: clip_mp4(paths[i], "pyav", tr, t, r), len(paths), True)]
+  rows = [("MP4, PyAV", lambda i, r, m, t: clip_mp4(paths[i], "pyav", m, t, r), len(paths), (TRAIN, DEVICE, TEST))]
   if have_decord:
-    rows += [("MP4, decord", lambda i, r, tr, t: clip_mp4(paths[i], "decord", tr, t, r), len(paths), True),
-             ("MP4, official decord path", lambda i, r, tr, t: clip_official(paths[i], tr, t, r), len(paths), False)]
-  rows.append(("frame shards", lambda i, r, tr, t: clip_frames(source, i, tr, t, r), len(source), True))
-  columns = [(t, train) for t in lengths for train in (True, False)]
+    rows += [("MP4, decord", lambda i, r, m, t: clip_mp4(paths[i], "decord", m, t, r), len(paths), (TRAIN, TEST)),
+             ("MP4, official decord path", lambda i, r, m, t: clip_official(paths[i], m, t, r), len(paths), (TRAIN,))]
+  rows.append(("frame shards", lambda i, r, m, t: clip_frames(source, i, m, t, r), len(source), (TRAIN, DEVICE, TEST)))
+  columns = [(t, mode) for t in lengths for mode in (TRAIN, DEVICE, TEST)]
   print("per worker (one process): clips per CPU-second | per wall-second")
-  print(f"  {'':28s}" + "".join(f"{f'T={t} ' + ('train' if tr else 'test'):>18s}" for t, tr in columns))
-  rates: dict[tuple[str, int, bool], float] = {}
-  for name, fn, count, has_test in rows:
-    line = f"  {name:28s}"
-    for t, train in columns:
-      if not train and not has_test:
-        line += f"{'-':>18s}"
+  for t, mode in columns:
+    print(f"  T={t}, {mode}:")
+    for name, fn, count, modes in rows:
+      if mode not in modes:
         continue
-      cpu_rate, wall_rate = per_worker(lambda i, r, fn=fn, t=t, train=train: fn(i, r, train, t), count, seconds, t)
-      rates[name, t, train] = cpu_rate
-      line += f"{cpu_rate:9.2f} |{wall_rate:7.2f}"
-    print(line, flush=True)
-  print("  frames / MP4-PyAV, clips per CPU-second: " + ", ".join(
-      f"T={t} {'train' if tr else 'test'} {rates['frame shards', t, tr] / rates['MP4, PyAV', t, tr]:.1f}x"
-      for t, tr in columns))
+      cpu_rate, wall_rate = per_worker(lambda i, r, fn=fn, t=t, mode=mode: fn(i, r, mode, t), count, seconds, t)
+      rates[name, t, mode] = cpu_rate
+      print(f"    {name:28s} {cpu_rate:8.2f} | {wall_rate:7.2f}", flush=True)
+    print(f"    frames / MP4-PyAV: {rates['frame shards', t, mode] / rates['MP4, PyAV', t, mode]:.1f}x")
+  import jax
+
+  videos = np.zeros((8, lengths[0], SIZE, SIZE, 3), np.uint8)
+  params = np.stack([transforms.color_params(np.random.default_rng(k), lengths[0]) for k in range(8)])
+  colour = jax.jit(device_color.apply)
+  colour(videos, params).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(3):
+    colour(videos, params).block_until_ready()
+  print(f"colour on device, here ({jax.devices()[0].platform}): {(time.perf_counter() - start) / 24 * 1000:.1f} ms "
+        f"per clip of {lengths[0]} frames (wall)")
 
   list_path, csv_path = os.path.join(a.workdir, "bench_list.txt"), os.path.join(a.workdir, "bench_classes.csv")
   labels.write_label_list([(q, 0) for q in paths], list_path)
   labels.write_class_names(["bench"], csv_path)
   common = dict(num_frames=lengths[0], input_size=SIZE, prefetch=2)
-  mp4_cfg = config.data_config(source="files", train_list=list_path, class_names=csv_path, **common)
-  frames_cfg = config.data_config(source="frames", frames={"train": shards}, **common)
-  print(f"total through grain, T={lengths[0]} train, batches of 8: clips per wall-second | per CPU-second (all "
-        f"processes)")
+  totals = [("PyAV", config.data_config(source="files", train_list=list_path, class_names=csv_path, **common)),
+            ("frames", config.data_config(source="frames", frames={"train": shards}, **common)),
+            ("frames, colour on device", config.data_config(source="frames", frames={"train": shards},
+                                                            augment={"color_on_device": True}, **common))]
+  print(f"total through grain, T={lengths[0]} train, batches of {min(8, len(paths))}: clips per wall-second | per "
+        f"CPU-second (all processes)")
   for w in [int(x) for x in a.workers.split(",")]:
-    got = {name: pipeline_total(cfg, w, seconds, min(8, len(paths))) for name, cfg in (("PyAV", mp4_cfg),
-                                                                                         ("frames", frames_cfg))}
-    print(f"  {w:3d} worker(s): " + "   ".join(f"{n} {wall:7.1f} | {cpu:6.1f}" for n, (wall, cpu) in got.items()),
-          flush=True)
+    got = [(name, *pipeline_total(cfg, w, seconds, min(8, len(paths)))) for name, cfg in totals]
+    print(f"  {w:3d} worker(s): " + "   ".join(f"{n} {wall:6.1f} | {cpu:6.1f}" for n, wall, cpu in got), flush=True)
 
   t = lengths[0]
-  print(f"vCPUs per chip to feed T={t} training (clips/s per chip / clips per CPU-second per worker, train "
-        f"augmentation on the host):")
+  print(f"vCPUs per chip to feed T={t} training (clips/s per chip / clips per CPU-second per worker):")
   for spec in a.chip_rates.split(","):
     model, rate = spec.split(":")
-    needs = ", ".join(f"{name} {float(rate) / rates[name, t, True]:.0f}" for name, *_ in rows
-                      if (name, t, True) in rates)
+    needs = ", ".join(f"{name} ({mode}) {float(rate) / rates[name, t, mode]:.0f}" for name, *_ in rows
+                      for mode in (TRAIN, DEVICE) if (name, t, mode) in rates)
     print(f"  {model} at {rate} clips/s per chip: {needs}")
   return 0
 
