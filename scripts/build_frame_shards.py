@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--short_side", type=int, default=256, help="scale frames down to this short side (0: keep)")
   p.add_argument("--fps", type=float, default=10.0, help="at most this many frames per second (0: every frame)")
   p.add_argument("--quality", type=int, default=90, help="JPEG quality")
+  p.add_argument("--chroma", choices=("420", "444"), default="420",
+                 help="JPEG chroma subsampling: 420 (as videos store colour) or 444 (tiny frames, e.g. 32 px)")
   p.add_argument("--videos_per_shard", type=int, default=100, help="videos per shard (the unit of resuming)")
   p.add_argument("--num_shards", type=int, default=0, help="number of shards instead (0: from --videos_per_shard)")
   p.add_argument("--workers", type=int, default=0, help="worker processes (0: one per core)")
@@ -64,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     p.error("--list needs --classes")
   try:
     videos, class_names = _videos(a.root, a.list, a.classes)
+    settings = FrameSettings(short_side=a.short_side, fps=a.fps, quality=a.quality, chroma=a.chroma)
     summary = frame_build.build(
-        videos, class_names, a.out, FrameSettings(short_side=a.short_side, fps=a.fps, quality=a.quality),
+        videos, class_names, a.out, settings,
         videos_per_shard=a.videos_per_shard, num_shards=a.num_shards, workers=a.workers, overwrite=a.overwrite,
         progress=not a.quiet, source={"list": os.path.abspath(a.list) if a.list else "",
                                       "root": os.path.abspath(a.root) if a.root else ""})

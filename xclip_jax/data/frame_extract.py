@@ -31,6 +31,7 @@ class FrameSettings:
   short_side: int = 256  # Frames larger than this are scaled down to it (short side); 0 keeps the decoded size.
   fps: float = 10.0  # At most this many frames per second; 0 keeps every frame.
   quality: int = 90  # JPEG quality.
+  chroma: str = "420"  # JPEG chroma subsampling: "420" (as the video had it) or "444" (tiny frames).
 
   def validate(self) -> None:
     if self.short_side < 0:
@@ -39,6 +40,8 @@ class FrameSettings:
       raise ValueError(f"--fps must be >= 0 (0 keeps every frame), got {self.fps}")
     if not 1 <= self.quality <= 100:
       raise ValueError(f"--quality must be in [1, 100], got {self.quality}")
+    if self.chroma not in jpeg.CHROMA:
+      raise ValueError(f"--chroma must be one of {jpeg.CHROMA}, got {self.chroma!r}")
 
 
 @dataclasses.dataclass
@@ -81,7 +84,7 @@ def extract(path: str, settings: FrameSettings, name: str | None = None) -> Extr
         rgb = _scaled(decode._frame_to_rgb(frame, fallback, None), settings.short_side)
         shape[:] = rgb.shape[:2]
         cache.clear()  # Only the last one can repeat.
-        cache[position] = jpeg.encode(rgb, settings.quality)
+        cache[position] = jpeg.encode(rgb, settings.quality, settings.chroma)
       out.append(cache[position])
 
     tolerance = Fraction(1, 4) / rate if rate else Fraction(0)

@@ -39,8 +39,17 @@ def default_backend() -> str:
   return available_backends()[0]
 
 
-def encode(rgb: np.ndarray, quality: int = 90) -> bytes:
-  """uint8 (H, W, 3) RGB -> baseline JPEG with 4:2:0 chroma (as video codecs store colour anyway)."""
+CHROMA = ("420", "444")
+
+
+def encode(rgb: np.ndarray, quality: int = 90, chroma: str = "420") -> bytes:
+  """uint8 (H, W, 3) RGB -> baseline JPEG.
+
+  chroma "420" halves the colour resolution, as video codecs store it anyway (smaller files); "444" keeps it,
+  for tiny frames where JPEG's second subsampling of an already subsampled video shows (the 32 px demo).
+  """
+  if chroma not in CHROMA:
+    raise ValueError(f"chroma must be one of {CHROMA}, got {chroma!r}")
   rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
   try:
     import simplejpeg
@@ -48,9 +57,9 @@ def encode(rgb: np.ndarray, quality: int = 90) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, "JPEG", quality=int(quality), subsampling="4:2:0")
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=int(quality), subsampling=f"{chroma[0]}:{chroma[1]}:{chroma[2]}")
     return buffer.getvalue()
-  return simplejpeg.encode_jpeg(rgb, quality=int(quality), colorspace="RGB", colorsubsampling="420")
+  return simplejpeg.encode_jpeg(rgb, quality=int(quality), colorspace="RGB", colorsubsampling=chroma)
 
 
 def dct_factor(height: int, width: int, min_short: int | None) -> int:
