@@ -19,9 +19,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-# Columns of the per-frame parameters (`transforms.color_params` writes them).
-JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE_SHIFT, HUE_ON, ORDER, GRAY = 0, 1, 2, 3, 4, 5, 6, 10
-COLUMNS = 11
+from xclip_jax.data.transforms import ColorColumns
+
+# Columns of the per-frame parameters (`transforms.color_params` writes them; kept there, without jax, for the
+# grain workers).
+JITTER, BRIGHTNESS, CONTRAST, SATURATION = ColorColumns.JITTER, ColorColumns.BRIGHTNESS, ColorColumns.CONTRAST, \
+    ColorColumns.SATURATION
+HUE_SHIFT, HUE_ON, ORDER, GRAY = ColorColumns.HUE_SHIFT, ColorColumns.HUE_ON, ColorColumns.ORDER, ColorColumns.GRAY
+COLUMNS = ColorColumns.COUNT
 
 
 def _luma(x: jax.Array) -> jax.Array:

@@ -4,7 +4,7 @@ The layout (written by `xclip_jax.data.frame_build`, `scripts/build_frame_shards
 
 * `shard-NNNNN-of-MMMMM.array_record`: one record per frame, the JPEG bytes unchanged (so any JPEG decoder,
   a GPU one included, can read them); the frames of a video are consecutive records of one shard.
-* `index.json`: {"format", "version", "settings" (short_side, fps, quality: what the frames were built with),
+* `index.json`: {"format", "version", "settings" (short_side, fps, quality, chroma: how the frames were built),
   "classes", "shards" [{"file", "records", "bytes", "videos"}], "videos" (columns: "path", "label",
   "list_index", "shard", "first", "frames", "fps", "height", "width"), "bad" [{"path", "error"}], "cut_off",
   "build"}. Video i's frames are records first[i] .. first[i] + frames[i] - 1 of shard shard[i].

@@ -139,24 +139,30 @@ def color_params(rng: np.random.Generator, num_frames: int, *, color_jitter_p: f
   Draws exactly the random numbers `train_clip` draws after `train_geometry`, in the same order, so a clip
   gets the same jitter whether it is applied here or on the device.
   """
-  from xclip_jax.data import device_color as dc  # numpy-only callers never trace it; it imports jax.
-
-  out = np.zeros((num_frames, dc.COLUMNS), np.float32)
-  out[:, dc.BRIGHTNESS:dc.SATURATION + 1] = 1.0  # Factor 1: an exact no-op.
-  out[:, dc.ORDER:dc.ORDER + 4] = np.arange(4)
+  c = ColorColumns
+  out = np.zeros((num_frames, c.COUNT), np.float32)
+  out[:, c.BRIGHTNESS:c.SATURATION + 1] = 1.0  # Factor 1: an exact no-op.
+  out[:, c.ORDER:c.ORDER + 4] = np.arange(4)
   if rng.random() < color_jitter_p:
-    out[:, dc.JITTER] = 1.0
+    out[:, c.JITTER] = 1.0
     for t in range(num_frames):
       factors, order = jitter_draws(rng, brightness, contrast, saturation, hue)
-      for op, column in ((0, dc.BRIGHTNESS), (1, dc.CONTRAST), (2, dc.SATURATION)):
+      for op, column in ((0, c.BRIGHTNESS), (1, c.CONTRAST), (2, c.SATURATION)):
         if factors[op] is not None:
           out[t, column] = factors[op]
       if factors[3] is not None:
-        out[t, dc.HUE_ON], out[t, dc.HUE_SHIFT] = 1.0, int(factors[3] * 255)  # As `jitter_frame` shifts.
-      out[t, dc.ORDER:dc.ORDER + 4] = order
+        out[t, c.HUE_ON], out[t, c.HUE_SHIFT] = 1.0, int(factors[3] * 255)  # As `jitter_frame` shifts.
+      out[t, c.ORDER:c.ORDER + 4] = order
   if rng.random() < gray_scale:
-    out[:, dc.GRAY] = 1.0
+    out[:, c.GRAY] = 1.0
   return out
+
+
+class ColorColumns:
+  """Columns of `color_params`' rows (what `device_color.apply` reads): flags, factors, hue shift, op order."""
+
+  JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE_SHIFT, HUE_ON, ORDER, GRAY = 0, 1, 2, 3, 4, 5, 6, 10
+  COUNT = 11
 
 
 def three_crop_boxes(height: int, width: int, size: int) -> list[tuple[int, int, int, int]]:
