@@ -297,7 +297,7 @@ def main(argv=None) -> int:
   p.add_argument("--workers", default="1,2", help="grain worker counts for the totals (e.g. 1,2,16,64 on a TPU host)")
   p.add_argument("--frames", default="8,16", help="clip lengths T")
   p.add_argument("--chip_rates", default="B/32-8:400,B/16-8:100,B/16-16:50",
-                 help="model:clips per second per chip to feed (for the vCPUs-per-chip table)")
+                 help="model-T:clips per second per chip to feed (for the vCPUs-per-chip table)")
   p.add_argument("--content", choices=sorted(CONTENT), default="natural",
                  help="natural: 1/f-textured scene, moving objects, noise (realistic sizes); texture: the README's "
                       "earlier scrolling random blocks")
@@ -373,13 +373,13 @@ def main(argv=None) -> int:
     got = [(name, *pipeline_total(cfg, w, seconds, min(8, len(paths)))) for name, cfg in totals]
     print(f"  {w:3d} worker(s): " + "   ".join(f"{n} {wall:6.1f} | {cpu:6.1f}" for n, wall, cpu in got), flush=True)
 
-  t = lengths[0]
-  print(f"vCPUs per chip to feed T={t} training (clips/s per chip / clips per CPU-second per worker):")
+  print("vCPUs per chip to feed training (clips/s per chip / clips per CPU-second per worker at the model's T):")
   for spec in a.chip_rates.split(","):
     model, rate = spec.split(":")
-    needs = ", ".join(f"{name} ({mode}) {float(rate) / rates[name, t, mode]:.0f}" for name, *_ in rows
+    t = int(model.rsplit("-", 1)[1])
+    needs = ", ".join(f"{name} ({mode}) {float(rate) / rates[name, t, mode]:.1f}" for name, *_ in rows
                       for mode in (TRAIN, DEVICE) if (name, t, mode) in rates)
-    print(f"  {model} at {rate} clips/s per chip: {needs}")
+    print(f"  {model} at {rate} clips/s per chip: {needs or f'T={t} not measured (--frames)'}")
   return 0
 
 
