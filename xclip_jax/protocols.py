@@ -100,19 +100,68 @@ def run_zero_shot(config: ml_collections.ConfigDict, workdir: epath.Path) -> dic
 
 
 def _stage(config: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of `config` with a nested block of overrides applied (dict-valued entries merge)."""
+  """A copy of `config` with a nested block of overrides applied (dict-valued entries merge).
+
+  With data.source "frames" (the demo's default) the stage reads the frame shards of its synthetic task
+  (`_demo_frame_shards` builds them next to the videos).
+  """
   stage = config.copy_and_resolve_references()
   for key, value in overrides.items():
     if isinstance(value, ml_collections.ConfigDict):
       stage[key].update(value.to_dict())
     else:
       stage[key] = value
+  if stage.data.source == "frames":
+    for split in ("train", "val"):
+      stage.data.frames[split] = str(_frames_folder(stage.data.synthetic_dir, stage.data.synthetic_task, split))
   return stage
 
 
 def demo_data_dir(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
   """Where the demo's videos are: data.synthetic_dir if set, else `workdir/data`."""
   return config.data.synthetic_dir or os.fspath(storage.path(workdir) / "data")
+
+
+DEMO_SPLITS = {"supervised": ("train", "val"), "zero_shot": ("val",), "few_shot": ("train", "val")}
+
+
+def _frames_folder(synthetic_dir: str | os.PathLike, task: str, split: str) -> epath.Path:
+  return storage.path(synthetic_dir) / "frames" / task / split
+
+
+def _demo_frame_shards(config: ml_collections.ConfigDict) -> None:
+  """Stores each split of the synthetic dataset once as frame shards (data.source "frames"), unless done.
+
+  The demo reads 16-frame 32 px videos: decoding H.264 costs its steps more than the model does on this CPU,
+  decoding 8 small JPEGs does not (docs/frame_shards.md). Frames keep their size and rate (data.frames).
+  The ArrayRecord writer is local-only: for a bucket the videos are read from a local copy and each split's
+  shards are built locally, then uploaded with index.json last (its presence means complete).
+  """
+  from xclip_jax.data import frame_build, labels, sources
+  from xclip_jax.data.frame_extract import FrameSettings
+
+  root = config.data.synthetic_dir
+  todo = [(task, split) for task, splits in DEMO_SPLITS.items() for split in splits
+          if not (_frames_folder(root, task, split) / "index.json").exists()]
+  if not todo:
+    return
+  # 4:4:4 chroma: at 32 px a second chroma subsampling of the H.264 frames costs visible colour at the shapes' edges.
+  settings = FrameSettings(short_side=int(config.data.frames.short_side), fps=float(config.data.frames.fps),
+                           chroma="444")
+  with storage.local_copy(root) as local_root, tempfile.TemporaryDirectory(prefix="xclip_jax_frames-") as staging:
+    for task, split in todo:
+      out = _frames_folder(root, task, split)
+      list_path, class_csv = sources.synthetic_paths(os.fspath(local_root), task, split)
+      names = labels.read_class_names(class_csv)
+      videos = [frame_build.VideoEntry(r.path, r.label, os.path.relpath(r.path, local_root))
+                for r in labels.read_label_list(list_path, os.fspath(local_root), num_classes=len(names))]
+      logging.info("Storing %s/%s as frame shards in %s", task, split, out)
+      if not storage.is_remote(out):
+        frame_build.build(videos, names, out, settings, workers=1, progress=False, overwrite=True)
+        continue
+      local_out = os.path.join(staging, task, split)
+      frame_build.build(videos, names, local_out, settings, workers=1, progress=False, overwrite=True)
+      storage.upload_tree(local_out, out, last=["index.json"])
 
 
 def _synthetic_data(config: ml_collections.ConfigDict) -> None:
@@ -176,6 +225,8 @@ def run_demo(config: ml_collections.ConfigDict, workdir: epath.Path) -> dict[str
   config = config.copy_and_resolve_references()
   config.data.synthetic_dir = demo_data_dir(config, workdir)
   _synthetic_data(config)
+  if config.data.source == "frames":
+    _demo_frame_shards(config)
   supervised_cfg = _stage(config, config.demo.supervised)
   supervised_dir = workdir / "supervised"
   outcome = trainer.train(supervised_cfg, supervised_dir)

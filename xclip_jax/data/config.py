@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ml_collections
 
-SOURCES = ("files", "tfds", "arrayrecord", "synthetic", "folders")
+SOURCES = ("files", "tfds", "arrayrecord", "synthetic", "folders", "frames")
 SAMPLINGS = ("segment", "dense")
 DECODE_BACKENDS = ("pyav", "decord")
 
@@ -26,7 +26,8 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   # "files": label lists of videos on disk (official format), "tfds": a TFDS video dataset read with
   # tfds.data_source, "arrayrecord": shards written by scripts/build_arrayrecord.py, "synthetic": the
   # generated moving-shapes dataset (python -m xclip_jax.data.synthetic), read like "files"; "folders":
-  # data.root/{train,val,test}/<class name>/<videos> (xclip_jax.data.folders; docs/your_videos.md).
+  # data.root/{train,val,test}/<class name>/<videos> (xclip_jax.data.folders; docs/your_videos.md); "frames":
+  # JPEG frame shards written by scripts/build_frame_shards.py (docs/frame_shards.md).
   c.source = "synthetic"
   # Folder the label-list paths are relative to (files source); the folder of train/ val/ test/ (folders).
   c.root = ""
@@ -50,6 +51,10 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   c.tfds_split = ml_collections.ConfigDict({"train": "train", "val": "test"})
   # ArrayRecord shard patterns (glob) per split, e.g. "/data/k400_ar/train-*.array_record".
   c.arrayrecord = ml_collections.ConfigDict({"train": "", "val": ""})
+  # Frame shards: the output folder of scripts/build_frame_shards.py per split, and the frame size and rate
+  # they must have been built with (their index.json is checked against these; a mismatch is refused).
+  # max_open_shards: shard readers kept open per worker (0: all; each holds ~17 bytes per frame of its shard).
+  c.frames = ml_collections.ConfigDict({"train": "", "val": "", "short_side": 256, "fps": 10.0, "max_open_shards": 0})
   # Synthetic dataset: folder written by xclip_jax.data.synthetic, and which task to read from it:
   # "supervised" (train/val), "zero_shot" (val only; held-out compositions), "few_shot" (train/val).
   c.synthetic_dir = "runs/demo/data"
@@ -86,6 +91,10 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   c.augment.saturation = 0.2
   c.augment.hue = 0.1
   c.augment.gray_scale = 0.2  # Probability to turn the whole clip to 3-channel grayscale.
+  # Colour jitter and grayscale on the device (the host draws the same random numbers and ships them with the
+  # batch; xclip_jax.data.device_color): on this CPU the per-frame PIL jitter costs a frame-shard clip about
+  # three times its JPEG decoding (docs/frame_shards.md). Pixel values match the host path up to rounding.
+  c.augment.color_on_device = False
 
   # --- Loader ----------------------------------------------------------------------------------------
   c.batch_size = 256  # Global training batch (all processes); each process loads batch_size / process_count.

@@ -3,7 +3,9 @@
 Interfaces used by the training code:
 
 * `make_train_iterator(data_cfg, *, split="train", seed)` -> `TrainIterator`, an infinite iterator of
-  per-process numpy batches {"video": uint8 (b, T, H, W, 3), "label": int32 (b,), "index": int32 (b,)},
+  per-process numpy batches {"video": uint8 (b, T, H, W, 3), "label": int32 (b,), "index": int32 (b,)}
+  (with `data.augment.color_on_device` also "color": float32 (b, T, C), the colour augmentation the train step
+  applies with `device_color.apply`),
   b = data.batch_size // jax.process_count(). Each process reads its own disjoint part of the data
   (`source.host_indices`), shuffles it with `seed` (re-shuffled every epoch), decodes + augments in
   `data.num_workers` grain worker processes (whole batches are built in the workers) and is deterministic
@@ -32,7 +34,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from xclip_jax.data import bad_videos, sampling, sources, transforms
+from xclip_jax.data import bad_videos, sampling, sources, transforms, worker_lifetime
 from xclip_jax.data import config as config_lib
 from xclip_jax.data.decode import VideoDecodeError
 
@@ -90,13 +92,18 @@ class _ClipReader:
         pos = int(rng.integers(len(self.host_indices)))
         continue
       a = self.aug
-      video = transforms.train_clip(
-          frames, rng, input_size=self.size, short=self.short, scales=tuple(a["scales"]),
-          max_wh_scale_gap=int(a["max_wh_scale_gap"]), flip=a["flip"], color_jitter_p=a["color_jitter"],
-          brightness=a["brightness"], contrast=a["contrast"], saturation=a["saturation"], hue=a["hue"],
-          gray_scale=a["gray_scale"])
+      geometry = dict(input_size=self.size, short=self.short, scales=tuple(a["scales"]),
+                      max_wh_scale_gap=int(a["max_wh_scale_gap"]), flip=a["flip"])
+      color = dict(color_jitter_p=a["color_jitter"], brightness=a["brightness"], contrast=a["contrast"],
+                   saturation=a["saturation"], hue=a["hue"], gray_scale=a["gray_scale"])
+      extra = {}
+      if a.get("color_on_device"):  # Same draws; the train step applies them (xclip_jax.data.device_color).
+        video = transforms.train_geometry(frames, rng, **geometry)
+        extra["color"] = transforms.color_params(rng, len(video), **color)
+      else:
+        video = transforms.train_clip(frames, rng, **geometry, **color)
       return {"video": video, "label": np.int32(item.label), "index": np.int32(item.index), "n_bad": np.int32(n_bad),
-              "bad_index": np.int32(first_bad), "events": bad_videos.encode_events(events)}
+              "bad_index": np.int32(first_bad), "events": bad_videos.encode_events(events), **extra}
     raise RuntimeError(f"{self.max_retries + 1} videos in a row failed to decode; last errors: {errors[-3:]}")
 
   def eval_example(self, pos: int) -> dict[str, Any]:
@@ -164,8 +171,10 @@ def _to_iter(ds: grain.MapDataset, cfg) -> grain.IterDataset:
 
     if not flags.FLAGS.is_parsed():
       flags.FLAGS.mark_as_parsed()
+    # Workers end within a second of this process, even when it is killed with SIGKILL (issue 16 item 7).
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(cfg.num_workers),
-                                                     per_worker_buffer_size=max(int(cfg.prefetch), 1)))
+                                                     per_worker_buffer_size=max(int(cfg.prefetch), 1)),
+                        worker_init_fn=worker_lifetime.ExitWithParent())
   return it
 
 

@@ -32,7 +32,8 @@ RECORD_MAGIC = b"XCLIPV1\n"
 class EncodedVideo:
   """One item of a source: how to get its frames, and its label.
 
-  kind: "file" (data = path), "bytes" (data = encoded video file) or "jpegs" (data = list of JPEG frames).
+  kind: "file" (data = path), "bytes" (data = encoded video file), "jpegs" (data = list of JPEG frames) or
+  "frames" (data = where a `frame_shards.FrameShardSource` keeps the video's JPEG frames).
   """
 
   kind: str
@@ -52,6 +53,10 @@ def load_frames(item: EncodedVideo, pick: Callable[[int], np.ndarray], *, backen
   if item.kind in ("file", "bytes"):
     return decode.read_frames(item.data, pick, backend=backend, threads=threads, short_side=short_side,
                               name=item.name, min_frames=min_frames, on_warning=on_warning)
+  if item.kind == "frames":
+    from xclip_jax.data import frame_shards
+
+    return frame_shards.load_frames(item, pick, short_side=short_side, min_frames=min_frames)
   if item.kind == "jpegs":
     from PIL import Image
 
@@ -294,9 +299,13 @@ def make_source(cfg, split: str):
     if split == "train" and cfg.k_shot > 0:
       src = FileSource(labels.k_shot_subset(src.records, cfg.k_shot, cfg.k_shot_seed), src.class_names)
     return src
+  if cfg.source == "frames":
+    from xclip_jax.data import frame_shards
+
+    return frame_shards.make_source(cfg, split)
   if cfg.k_shot > 0:
-    raise ValueError("data.k_shot is supported for label-list sources ('files', 'synthetic'); write the K-shot "
-                     "list with xclip_jax.data.labels.k_shot_subset + write_label_list first")
+    raise ValueError("data.k_shot is supported for label-list sources ('files', 'synthetic') and 'frames'; write "
+                     "the K-shot list with xclip_jax.data.labels.k_shot_subset + write_label_list first")
   if cfg.source == "tfds":
     names = labels.read_class_names(cfg.class_names) if cfg.class_names else None
     return TfdsSource(cfg.tfds_name, cfg.tfds_split[split], cfg.tfds_data_dir or None, names)

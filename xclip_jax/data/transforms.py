@@ -57,16 +57,23 @@ def crop_resize(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -
                    for f in frames])
 
 
-def jitter_frame(img: Image.Image, rng: np.random.Generator, brightness: float, contrast: float,
-                 saturation: float, hue: float) -> Image.Image:
-  """torchvision `ColorJitter` on one PIL image: random op order, factors drawn for this call."""
+def jitter_draws(rng: np.random.Generator, brightness: float, contrast: float, saturation: float,
+                 hue: float) -> tuple[dict[int, float | None], np.ndarray]:
+  """The random numbers of one torchvision `ColorJitter` call: factors by op (None: op off) and the op order."""
   factors = {
       0: rng.uniform(max(0.0, 1 - brightness), 1 + brightness) if brightness else None,
       1: rng.uniform(max(0.0, 1 - contrast), 1 + contrast) if contrast else None,
       2: rng.uniform(max(0.0, 1 - saturation), 1 + saturation) if saturation else None,
       3: rng.uniform(-hue, hue) if hue else None,
   }
-  for op in rng.permutation(4):
+  return factors, rng.permutation(4)
+
+
+def jitter_frame(img: Image.Image, rng: np.random.Generator, brightness: float, contrast: float,
+                 saturation: float, hue: float) -> Image.Image:
+  """torchvision `ColorJitter` on one PIL image: random op order, factors drawn for this call."""
+  factors, order = jitter_draws(rng, brightness, contrast, saturation, hue)
+  for op in order:
     f = factors[int(op)]
     if f is None:
       continue
@@ -102,17 +109,60 @@ def train_clip(frames: np.ndarray, rng: np.random.Generator, *, input_size: int,
                color_jitter_p: float = 0.8, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.2,
                hue: float = 0.1, gray_scale: float = 0.2) -> np.ndarray:
   """Official training augmentation of one clip (T, H, W, 3) uint8 -> (T, input_size, input_size, 3) uint8."""
+  frames = train_geometry(frames, rng, input_size=input_size, short=short, scales=scales,
+                          max_wh_scale_gap=max_wh_scale_gap, flip=flip)
+  if rng.random() < color_jitter_p:
+    frames = color_jitter(frames, rng, brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
+  if rng.random() < gray_scale:
+    frames = grayscale(frames)
+  return np.ascontiguousarray(frames)
+
+
+def train_geometry(frames: np.ndarray, rng: np.random.Generator, *, input_size: int, short: int,
+                   scales: Sequence[float] = (1.0, 0.875, 0.75, 0.66), max_wh_scale_gap: int = 1,
+                   flip: float = 0.5) -> np.ndarray:
+  """The geometric part of `train_clip` (resize, MultiScaleCrop, flip), with the same random draws."""
   frames = resize_short(frames, short)
   box = multiscale_crop_box(frames.shape[1], frames.shape[2], input_size, scales, max_wh_scale_gap, rng)
   frames = crop_resize(frames, box, input_size)
   # One coin per transform, drawn in the official order (flip, jitter, grayscale).
   if rng.random() < flip:
     frames = frames[:, :, ::-1]
-  if rng.random() < color_jitter_p:
-    frames = color_jitter(frames, rng, brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
-  if rng.random() < gray_scale:
-    frames = grayscale(frames)
   return np.ascontiguousarray(frames)
+
+
+def color_params(rng: np.random.Generator, num_frames: int, *, color_jitter_p: float = 0.8,
+                 brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.2, hue: float = 0.1,
+                 gray_scale: float = 0.2) -> np.ndarray:
+  """The colour part of `train_clip` as parameters for `device_color.apply`: (T, COLUMNS) float32.
+
+  Draws exactly the random numbers `train_clip` draws after `train_geometry`, in the same order, so a clip
+  gets the same jitter whether it is applied here or on the device.
+  """
+  c = ColorColumns
+  out = np.zeros((num_frames, c.COUNT), np.float32)
+  out[:, c.BRIGHTNESS:c.SATURATION + 1] = 1.0  # Factor 1: an exact no-op.
+  out[:, c.ORDER:c.ORDER + 4] = np.arange(4)
+  if rng.random() < color_jitter_p:
+    out[:, c.JITTER] = 1.0
+    for t in range(num_frames):
+      factors, order = jitter_draws(rng, brightness, contrast, saturation, hue)
+      for op, column in ((0, c.BRIGHTNESS), (1, c.CONTRAST), (2, c.SATURATION)):
+        if factors[op] is not None:
+          out[t, column] = factors[op]
+      if factors[3] is not None:
+        out[t, c.HUE_ON], out[t, c.HUE_SHIFT] = 1.0, int(factors[3] * 255)  # As `jitter_frame` shifts.
+      out[t, c.ORDER:c.ORDER + 4] = order
+  if rng.random() < gray_scale:
+    out[:, c.GRAY] = 1.0
+  return out
+
+
+class ColorColumns:
+  """Columns of `color_params`' rows (what `device_color.apply` reads): flags, factors, hue shift, op order."""
+
+  JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE_SHIFT, HUE_ON, ORDER, GRAY = 0, 1, 2, 3, 4, 5, 6, 10
+  COUNT = 11
 
 
 def three_crop_boxes(height: int, width: int, size: int) -> list[tuple[int, int, int, int]]:

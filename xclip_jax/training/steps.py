@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xclip_jax.data import device_ops
+from xclip_jax.data import device_color, device_ops
 
 Metrics = dict[str, jax.Array]
 
@@ -41,7 +41,9 @@ def soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def _mixed_inputs(rng: jax.Array, videos_uint8: jax.Array, labels: jax.Array, config: TrainStepConfig,
-                  dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
+                  dtype: jnp.dtype, color: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  if color is not None:  # data.augment.color_on_device: the host drew the jitter, it is applied here.
+    videos_uint8 = device_color.apply(videos_uint8, color)
   videos = device_ops.normalize(videos_uint8)
   if config.mixup > 0:
     videos, targets = device_ops.mixup_cutmix(
@@ -68,12 +70,14 @@ def make_train_step(graphdef: nnx.GraphDef, trainable: Any, config: TrainStepCon
     accum = config.grad_accum_steps
     videos = batch["video"].reshape(accum, -1, *batch["video"].shape[1:])
     labels = batch["label"].reshape(accum, -1)
+    colors = batch["color"].reshape(accum, -1, *batch["color"].shape[1:]) if "color" in batch else None
     rng = jax.random.fold_in(rng, optimizer.step[...])
 
-    def loss_fn(params: nnx.State, videos_uint8: jax.Array, micro_labels: jax.Array, key: jax.Array):
+    def loss_fn(params: nnx.State, videos_uint8: jax.Array, micro_labels: jax.Array, key: jax.Array,
+                color: jax.Array | None = None):
       micro_model = nnx.merge(model_graph, params, rest)
       mix_key, drop_key = jax.random.split(key)
-      inputs, targets = _mixed_inputs(mix_key, videos_uint8, micro_labels, config, dtype)
+      inputs, targets = _mixed_inputs(mix_key, videos_uint8, micro_labels, config, dtype, color)
       text_features = (micro_model.encode_text(text_inputs) if config.train_text
                        else jax.lax.stop_gradient(text_inputs))
       logits = micro_model(inputs, text_features=text_features, drop_rng=drop_key)
@@ -90,7 +94,8 @@ def make_train_step(graphdef: nnx.GraphDef, trainable: Any, config: TrainStepCon
 
     zeros = jax.tree.map(jnp.zeros_like, params)
     keys = jax.random.split(rng, accum)
-    (grads, loss, accuracy), _ = jax.lax.scan(accumulate, (zeros, 0.0, 0.0), (videos, labels, keys))
+    micro_batches = (videos, labels, keys) + ((colors,) if colors is not None else ())
+    (grads, loss, accuracy), _ = jax.lax.scan(accumulate, (zeros, 0.0, 0.0), micro_batches)
     grads = jax.tree.map(lambda g: g / accum, grads)
     step_before = optimizer.step[...]
     optimizer.update(model, grads)

@@ -195,8 +195,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
   preempted = False
   with _PreemptionWatch() as watch, jax.set_mesh(mesh):
     while step < total_steps:
-      batch = pipeline.global_batch({k: v for k, v in next(train_iterator).items() if k in ("video", "label")},
-                                    mesh)
+      batch = pipeline.global_batch(
+          {k: v for k, v in next(train_iterator).items() if k in ("video", "label", "color")}, mesh)
       state.state, step_metrics = train_step(state.state, batch, text_inputs, rng)
       step += 1
       reporter.update(step, step_metrics, {"bad_videos": train_iterator.bad_videos} if step % max(
