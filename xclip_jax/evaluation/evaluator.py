@@ -54,6 +54,27 @@ class Evaluator:
     self._probabilities = jax.jit(steps.make_probability_step(model_graphdef),
                                   out_shardings=sharding.replicated(mesh))
 
+  @property
+  def eval_step(self):
+    """The jitted `step(model_state, batch, text_features) -> counts` (what `xclip_jax.planning` compiles)."""
+    return self._step
+
+  @property
+  def text_encoder(self):
+    """The jitted `encode(model_state, tokens) -> (K, E) class features`."""
+    return self._encode
+
+  def _padded(self, data_cfg: Any) -> Any:
+    """`data_cfg` with the eval batch rounded up to whole rows per device (extra rows are padding, not counted)."""
+    rows = sharding.round_up_to_shards(int(data_cfg.eval_batch_size), self.mesh)
+    if rows == int(data_cfg.eval_batch_size):
+      return data_cfg
+    logging.info("data.eval_batch_size=%d padded to %d rows: a multiple of the %d batch shards",
+                 data_cfg.eval_batch_size, rows, sharding.batch_shards(self.mesh))
+    padded = data_cfg.copy_and_resolve_references()
+    padded.eval_batch_size = rows
+    return padded
+
   def text_features(self, state: nnx.State, class_names: list[str], context_length: int) -> jax.Array:
     tokens = tokenize(class_names, context_length=context_length, truncate=True)
     with jax.set_mesh(self.mesh):
@@ -61,7 +82,7 @@ class Evaluator:
 
   def evaluate(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
                context_length: int = 77, max_batches: int = -1) -> EvalResult:
-    iterator = pipeline.make_eval_iterator(data_cfg, split=split, clips=clips, crops=crops)
+    iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
     class_names = list(iterator.source.class_names)
     text = self.text_features(state, class_names, context_length)
     totals = {"correct1": 0, "correct5": 0, "count": 0, "decode_failures": 0}
@@ -92,7 +113,7 @@ class Evaluator:
     (the frames are this process's)."""
     if jax.process_count() > 1:
       raise ValueError(f"Evaluator.predict runs in one process; this run has {jax.process_count()}.")
-    iterator = pipeline.make_eval_iterator(data_cfg, split=split, clips=clips, crops=crops)
+    iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
     class_names = list(iterator.source.class_names)
     text = self.text_features(state, class_names, context_length)
     probabilities, labels, frames, indices = [], [], [], []
