@@ -1,7 +1,7 @@
 """Jitted train and evaluation steps (pure functions of the nnx state).
 
 Train step: uint8 frames are normalised and mixed (mixup/cutmix + label smoothing) on device, the
-global batch is split into `grad_accum_steps` micro-batches whose gradients are summed with `lax.scan`,
+global batch is split into `grad_accum_steps` interleaved micro-batches whose gradients are summed with `lax.scan`,
 and one AdamW update is applied. Class-text features come in precomputed when the text tower is frozen
 (official FIX_TEXT), or are recomputed from tokens inside the step when it is trained.
 
@@ -33,6 +33,7 @@ class TrainStepConfig:
   mixup: float = 0.8  # mixup alpha (0 disables mixup and cutmix)
   cutmix: float = 1.0  # cutmix alpha
   mixup_switch_prob: float = 0.5
+  batch_shards: int = 1  # devices the batch is split over: mixup partners are drawn within each device's rows
 
 
 def soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -46,7 +47,7 @@ def _mixed_inputs(rng: jax.Array, videos_uint8: jax.Array, labels: jax.Array, co
   if config.mixup > 0:
     videos, targets = device_ops.mixup_cutmix(
         rng, videos, labels, config.num_classes, mixup_alpha=config.mixup, cutmix_alpha=config.cutmix,
-        switch_prob=config.mixup_switch_prob, label_smoothing=config.label_smoothing)
+        switch_prob=config.mixup_switch_prob, label_smoothing=config.label_smoothing, groups=config.batch_shards)
   else:
     targets = device_ops.one_hot_smoothed(labels, config.num_classes, config.label_smoothing)
   return videos.astype(dtype), targets
@@ -66,8 +67,11 @@ def make_train_step(graphdef: nnx.GraphDef, trainable: Any, config: TrainStepCon
     model_graph, params, rest = nnx.split(model, trainable, ...)
     dtype = model.dtype
     accum = config.grad_accum_steps
-    videos = batch["video"].reshape(accum, -1, *batch["video"].shape[1:])
-    labels = batch["label"].reshape(accum, -1)
+    # Micro-batch m takes rows m, m + accum, m + 2 accum, ...: with the batch split over devices in
+    # contiguous blocks, every device then holds its share of every micro-batch (contiguous micro-batches
+    # would live on a few devices, and each step of the scan would gather them).
+    videos = jnp.swapaxes(batch["video"].reshape(-1, accum, *batch["video"].shape[1:]), 0, 1)
+    labels = batch["label"].reshape(-1, accum).T
     rng = jax.random.fold_in(rng, optimizer.step[...])
 
     def loss_fn(params: nnx.State, videos_uint8: jax.Array, micro_labels: jax.Array, key: jax.Array):
