@@ -68,15 +68,17 @@ def main(argv: list[str]) -> None:
     result = planner.plan(config, target, num_classes=_NUM_CLASSES.value, decode_rate=rate,
                           which=tuple(_PROGRAMS.value), measure_steps=_LOCAL_STEPS.value if target.local else 0,
                           cache_dir=_CACHE_DIR.value or None)
-    searches = []
+    searches, accumulated = [], None
     if _FIND_BATCH.value:
       classes = planner.class_count(config, _NUM_CLASSES.value)
       searches = [batch_search.find_largest_batch(config, target, classes, remat=remat,
                                                   cache_dir=_CACHE_DIR.value or None) for remat in (False, True)]
+      accumulated = _plan_with_accumulation(config, target, result, searches, rate)
   except ValueError as error:  # an impossible plan: the message names the config field
     sys.exit(f"Cannot plan this run: {error}")
   payload = result.to_dict()
   payload["find_batch"] = [s.to_dict() for s in searches]
+  payload["accumulated"] = accumulated.to_dict() if accumulated else None
   payload["command"] = " ".join(sys.argv)
   if _OUTPUT.value:
     from etils import epath
@@ -91,6 +93,30 @@ def main(argv: list[str]) -> None:
                        for p in search.probes)
     print(f"Largest per-chip batch that fits, remat {'on' if search.remat else 'off'}: {search.largest_fitting} "
           f"(found with {len(search.probes)} compiles: {probes})")
+  if accumulated is not None:
+    print()
+    print(report.format_report(accumulated, title=f"the same run with train.grad_accum_steps="
+                                                  f"{accumulated.config['grad_accum_steps']} (what fits)"))
+
+
+def _plan_with_accumulation(config, target, result, searches, rate):
+  """When the run's train step does not fit, the same global batch with the fewest micro-batches that do
+  (the config's remat): the plan a user would run instead, with its step-time estimate."""
+  from xclip_jax import sharding
+  from xclip_jax.planning import planner
+
+  if result.fits is not False:
+    return None
+  largest = next((s.largest_fitting for s in searches if s.remat == bool(config.model.remat)), 0)
+  mesh = sharding.make_mesh(config.mesh, devices=target.devices)
+  micro = int(config.data.batch_size) // sharding.batch_shards(mesh)  # per chip
+  steps = next((k for k in range(1, micro + 1) if micro % k == 0 and micro // k <= largest), None)
+  if not largest or steps is None:
+    return None
+  trial = config.copy_and_resolve_references()
+  trial.train.grad_accum_steps = steps
+  return planner.plan(trial, target, num_classes=_NUM_CLASSES.value, decode_rate=rate, which=("train",),
+                      cache_dir=_CACHE_DIR.value or None)
 
 
 def _config_name() -> str:

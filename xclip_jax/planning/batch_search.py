@@ -23,7 +23,7 @@ import ml_collections
 from xclip_jax import sharding
 from xclip_jax.planning import compiled, planner
 
-MAX_BATCH_PER_CHIP = 4096
+MAX_BATCH_PER_CHIP = 4096  # searched above only when a larger batch is known not to fit
 # The TPU compiler's own limit is a little below the nominal HBM (v5e: 15.75 of 16 GiB); until a refusal
 # states it, predictions assume the same margin.
 LIMIT_MARGIN = 0.984
@@ -94,7 +94,7 @@ def _predict(probes: list[Probe], limit: int, other: int) -> int:
     slope, intercept = ordered[0].temp_bytes / ordered[0].per_chip, 0.0
   if slope <= 0:
     return MAX_BATCH_PER_CHIP
-  return max(1, min(int((limit - other - intercept) // slope), MAX_BATCH_PER_CHIP))
+  return max(1, int((limit - other - intercept) // slope))
 
 
 def find_largest_batch(config: ml_collections.ConfigDict, target: planner.Target, num_classes: int, *, remat: bool,
@@ -135,10 +135,12 @@ def find_largest_batch(config: ml_collections.ConfigDict, target: planner.Target
       candidate = fit + 1
     if miss is not None and candidate >= miss:  # outside the known interval: bisect it
       candidate = max((fit + miss) // 2, fit + 1)
+    if miss is None and candidate > MAX_BATCH_PER_CHIP:
+      if fit >= MAX_BATCH_PER_CHIP:
+        break  # more than anyone trains with per chip: report the cap
+      candidate = MAX_BATCH_PER_CHIP
     if at(candidate).fits:
       fit = candidate  # the next prediction lands on fit + 1 when this one was right: the edge is confirmed
     else:
       miss = candidate
-    if fit >= MAX_BATCH_PER_CHIP:
-      break
   return BatchSearch(remat, fit, sorted(probes.values(), key=lambda p: p.per_chip))

@@ -14,7 +14,7 @@ from typing import Any
 # Clips per CPU-second per decoding worker, MP4 path, 8 frames at 224 px (README "Speed" of the data section).
 DEFAULT_DECODE_RATE = 5.0
 DECODE_RATE_SOURCE = ("scripts/benchmark_data.py, PyAV, 8 frames at 224 px from 340p H.264: 4.6-6.0 clips per "
-                      "CPU-second per worker (2-core AMD EPYC, busy)")
+                      "CPU-second per worker (2-core test machine, busy)")
 
 
 @dataclasses.dataclass
