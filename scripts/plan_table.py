@@ -58,7 +58,8 @@ def row(variant: str, topology: str, plan: dict | None) -> str:
   train, config = plan["programs"][0], plan["config"]
   micro = config["per_chip_batch"] // config["grad_accum_steps"]
   shape = f"{micro} x {config['grad_accum_steps']}" + (", remat" if config["remat"] else "")
-  memory = f"{train['total_bytes'] / GIB:.1f}" + (" (refused)" if train["refusal"] else "")
+  note = " (refused)" if train["refusal"] else " (over the HBM; the compiler accepted it)" if not train["fits"] else ""
+  memory = f"{train['total_bytes'] / GIB:.1f}{note}"
   searches = {s["remat"]: s["largest_fitting_per_chip"] for s in plan.get("find_batch") or []}
   found = f"{searches[False]} / {searches[True]}" if searches else "-"
   cells = ["-"] * 4

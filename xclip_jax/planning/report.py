@@ -23,7 +23,8 @@ def _memory_rows(programs: list[compiled.ProgramReport]) -> list[str]:
       rows.append(f"  {p.name:<38}{'':>48}{gib(p.required_bytes):>8}{limit:>8}  {verdict}")
       rows.append(f"      {p.refusal}")
       continue
-    verdict = {True: "fits", False: "DOES NOT FIT", None: "no memory limit known"}[p.fits]
+    verdict = {True: "fits", False: "DOES NOT FIT by the memory analysis (the compiler itself accepted it)",
+               None: "no memory limit known"}[p.fits]
     resident = gib(p.resident_bytes) if p.resident_bytes else ""
     rows.append(f"  {p.name:<38}{gib(p.argument_bytes):>7}{gib(p.output_bytes):>9}{gib(p.alias_bytes):>9}"
                 f"{gib(p.temp_bytes):>8}{gib(p.code_bytes):>7}{gib(p.total_bytes):>8}{resident:>8}{limit:>8}"
@@ -92,7 +93,8 @@ def format_report(report: PlanReport, title: str = "") -> str:
                  f"{m['clips_per_s_per_device']:.1f} clips/s per device, peak memory "
                  f"{gib(m.get('peak_bytes_per_device'))} GiB per device")
   lines.append("")
-  lines.append("Compile time: " + ", ".join(f"{p.name} {p.compile_seconds:.1f} s" for p in report.programs)
+  lines.append("Compile time: " + ", ".join(f"{p.name} {p.compile_seconds:.1f} s" + (" (cached)" if p.cached else "")
+                                            for p in report.programs)
                + f"; whole plan {report.plan_seconds:.1f} s")
   lines += [f"Note: {note}" for note in report.notes]
   return "\n".join(lines)
