@@ -319,6 +319,8 @@ def test_two_processes_train_from_arrayrecord_shards_in_the_bucket_into_one_buck
   for index, (process, output) in enumerate(zip(processes, outputs, strict=True)):
     assert process.returncode == 0, f"process {index}:\n{output[-4000:]}"
     assert f"Process {index} of 2, 4 local / 8 global devices" in output
+    # Each program is compiled, then started on both processes together (sharding.ProcessAligned).
+    assert "train step compiled; waiting for the other processes" in output
     assert "32 training videos, 16 classes" in output
   results = json.loads(storage.path(f"{workdir}/results.json").read_text())
   assert results["step"] == 2 and results["final"]["videos"] == 16  # every video counted once across hosts

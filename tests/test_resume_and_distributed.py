@@ -126,6 +126,8 @@ def test_two_processes_train_on_one_global_mesh(dataset, tmp_path):
   for index, (process, output) in enumerate(zip(processes, outputs, strict=True)):
     assert process.returncode == 0, f"process {index}:\n{output[-4000:]}"
     assert f"Process {index} of 2, 4 local / 8 global devices" in output
+    # Each program is compiled, then started on both processes together (sharding.ProcessAligned).
+    assert "train step compiled; waiting for the other processes" in output
   results = json.loads((workdir / "results.json").read_text())
   assert results["step"] == 2 and results["final"]["videos"] == 16  # every video counted once across hosts
   assert (workdir / "checkpoints" / "2" / "data" / "process_1-of-2.json").exists()

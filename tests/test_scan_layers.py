@@ -16,6 +16,7 @@ from flax.traverse_util import flatten_dict
 
 from tests import training_fixtures
 from xclip_jax import sharding
+from xclip_jax.evaluation import eval_steps
 from xclip_jax.models import layer_stack, layers
 from xclip_jax.models.config import variant_config
 from xclip_jax.models.params import flat_params, from_layer_params, model_from_params, parameter_shapes
@@ -106,7 +107,7 @@ def test_a_train_step_with_scanned_layers_matches_the_per_layer_step():
     _, schedules = optimizer.make_optimizer(config.train, total_steps=10, warmup_steps=0)
     trainable = optimizer.trainable_filter(False)
     state = train_state.create_train_state(model_config, optax.sgd(1.0), trainable, mesh, seed=2)
-    text = jax.jit(steps.make_text_encoder(train_state.model_graphdef(model_config)))(
+    text = jax.jit(eval_steps.make_text_encoder(train_state.model_graphdef(model_config)))(
         state.state["model"], jnp.asarray(TOKENS))
     step = jax.jit(steps.make_train_step(state.graphdef, trainable, steps.TrainStepConfig(num_classes=3, mixup=0.0),
                                          schedules), out_shardings=(state.shardings, sharding.replicated(mesh)))

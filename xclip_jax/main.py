@@ -1,9 +1,11 @@
 r"""Entry point: python -m xclip_jax.main --config configs/<file>.py[:args] --workdir DIR [--config.a.b=v].
 
 Trains with periodic evaluation (resuming from DIR's latest checkpoint by itself) or, with
-`--config.mode=evaluate`, only evaluates. Started as several processes (one per host, or per GPU), it joins
-them with `jax.distributed.initialize()`: on TPU pods, SLURM and Kubernetes the arguments are detected;
-elsewhere pass --coordinator_address, --num_processes and --process_id (or the JAX_* environment variables).
+`--config.mode=evaluate`, only evaluates. With `--config.compile_only=true` it only compiles the run's programs
+on these devices, prints their memory and speed estimates (as `python -m xclip_jax.plan` does) and exits.
+Started as several processes (one per host, or per GPU), it joins them with `jax.distributed.initialize()`:
+on TPU pods, SLURM and Kubernetes the arguments are detected; elsewhere pass --coordinator_address,
+--num_processes and --process_id (or the JAX_* environment variables).
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def main(argv: list[str]) -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
   _hide_accelerators_from_tensorflow()
   _initialize_distributed()
+  if _CONFIG.value.get("compile_only", False):
+    from xclip_jax.planning import planner
+
+    raise SystemExit(planner.compile_only(_CONFIG.value))
   from xclip_jax import protocols, storage
   from xclip_jax.data import folders, labels
 

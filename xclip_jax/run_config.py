@@ -42,6 +42,9 @@ def base_config() -> ml_collections.ConfigDict:
   # "train" (resume from the workdir's latest checkpoint if any) or "evaluate" (final evaluation only,
   # of the workdir's latest checkpoint, or of init_from when the workdir has none).
   c.mode = "train"
+  # True: compile the run's programs on the real devices, print their memory / FLOPs / roofline report
+  # (`xclip_jax.plan`'s) and exit without training: checks that a pod job fits before it spends anything.
+  c.compile_only = False
 
   # --- Model ------------------------------------------------------------------------------------------
   c.model = ml_collections.ConfigDict()

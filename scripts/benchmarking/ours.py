@@ -25,6 +25,7 @@ from scripts.benchmarking import protocol
 from xclip_jax import pretrained, sharding
 from xclip_jax.data import device_ops
 from xclip_jax.data.pipeline import global_batch
+from xclip_jax.evaluation import eval_steps
 from xclip_jax.models.config import variant_config
 from xclip_jax.training import optimizer, steps, train_state
 
@@ -89,7 +90,7 @@ class OursRunner(protocol.Runner):
     with jax.set_mesh(mesh):
       batch = global_batch({"video": inputs["videos"], "label": inputs["labels"]}, mesh)
       tokens = jnp.asarray(inputs["tokens"])
-      encode = jax.jit(steps.make_text_encoder(graphdef))
+      encode = jax.jit(eval_steps.make_text_encoder(graphdef))
       text = tokens if spec["train_text"] and spec["row"] == "train" else encode(model_state, tokens)
     self.mesh = mesh
     key = jax.random.key(0)

@@ -7,7 +7,9 @@ with X-CLIP's ImageNet statistics (reference xclip.md §3: mean 123.675/116.28/1
 `mixup_cutmix` follows the official `CutmixMixupBlending` (datasets/blending.py): smoothed one-hot targets
 (off = s/K, on = 1 - s + s/K); with probability `switch_prob` CutMix (lambda ~ Beta(1, 1), one box shared by
 all frames and all videos of the batch, lambda recomputed from the clipped box area), else Mixup (lambda ~
-Beta(0.8, 0.8), one lambda per batch); the partner of each video is a random permutation of the batch.
+Beta(0.8, 0.8), one lambda per batch); the partner of each video is a random permutation of the batch, drawn
+within each device's part of it as the official per-GPU `torch.randperm(local batch)` does (`groups`): a
+permutation across the whole global batch would make every device gather every other device's clips.
 All functions are pure and work under `jax.jit` (shapes static, randomness from the key).
 """
 
@@ -50,8 +52,8 @@ def cutmix_box(rng: jax.Array, height: int, width: int, lam: jax.Array) -> tuple
 
 
 def mixup_cutmix(rng: jax.Array, videos: jax.Array, labels: jax.Array, num_classes: int, *, mixup_alpha: float = 0.8,
-                 cutmix_alpha: float = 1.0, switch_prob: float = 0.5,
-                 label_smoothing: float = 0.1) -> tuple[jax.Array, jax.Array]:
+                 cutmix_alpha: float = 1.0, switch_prob: float = 0.5, label_smoothing: float = 0.1,
+                 groups: int = 1) -> tuple[jax.Array, jax.Array]:
   """Mixes a batch as the official training does.
 
   Args:
@@ -62,6 +64,8 @@ def mixup_cutmix(rng: jax.Array, videos: jax.Array, labels: jax.Array, num_class
     mixup_alpha, cutmix_alpha: Beta parameters (official 0.8, 1.0).
     switch_prob: probability of CutMix instead of Mixup (official 0.5).
     label_smoothing: official 0.1.
+    groups: partners are drawn within each of `groups` equal, contiguous slices of the batch (one per device
+      of a batch-sharded mesh; the same permutation in every slice), so mixing never crosses devices.
 
   Returns:
     (mixed videos, same shape and dtype; soft targets (B, K) float32 whose rows sum to 1).
@@ -70,8 +74,15 @@ def mixup_cutmix(rng: jax.Array, videos: jax.Array, labels: jax.Array, num_class
   targets = one_hot_smoothed(labels, num_classes, label_smoothing)
   batch = videos.shape[0]
   height, width = videos.shape[-3], videos.shape[-2]
-  perm = jax.random.permutation(k_perm, batch)
-  partner_videos, partner_targets = videos[perm], targets[perm]
+  if batch % groups:
+    raise ValueError(f"mixup_cutmix: a batch of {batch} does not split into {groups} groups")
+  perm = jax.random.permutation(k_perm, batch // groups)
+
+  def partners(x: jax.Array) -> jax.Array:
+    grouped = x.reshape(groups, batch // groups, *x.shape[1:])
+    return grouped[:, perm].reshape(x.shape)
+
+  partner_videos, partner_targets = partners(videos), partners(targets)
 
   def do_mixup(_):
     lam = jax.random.beta(k_mix, mixup_alpha, mixup_alpha)

@@ -12,15 +12,14 @@ import logging
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
 from xclip_jax import sharding
 from xclip_jax.data import pipeline
+from xclip_jax.evaluation import eval_steps
 from xclip_jax.tokenizer import tokenize
-from xclip_jax.training import steps
 
 
 @dataclasses.dataclass
@@ -49,19 +48,43 @@ class Evaluator:
 
   def __init__(self, model_graphdef: nnx.GraphDef, mesh: Mesh):
     self.mesh = mesh
-    self._step = jax.jit(steps.make_eval_step(model_graphdef), out_shardings=sharding.replicated(mesh))
-    self._encode = jax.jit(steps.make_text_encoder(model_graphdef), out_shardings=sharding.replicated(mesh))
-    self._probabilities = jax.jit(steps.make_probability_step(model_graphdef),
+    self._step = jax.jit(eval_steps.make_eval_step(model_graphdef), out_shardings=sharding.replicated(mesh))
+    self._encode = jax.jit(eval_steps.make_text_encoder(model_graphdef), out_shardings=sharding.replicated(mesh))
+    self._probabilities = jax.jit(eval_steps.make_probability_step(model_graphdef),
                                   out_shardings=sharding.replicated(mesh))
+    # Runs start on every process together (multi-process runs; see `sharding.ProcessAligned`).
+    self._run_step = sharding.ProcessAligned(self._step, "eval step")
+    self._run_encode = sharding.ProcessAligned(self._encode, "text encoder")
+
+  @property
+  def eval_step(self):
+    """The jitted `step(model_state, batch, text_features) -> counts` (what `xclip_jax.planning` compiles)."""
+    return self._step
+
+  @property
+  def text_encoder(self):
+    """The jitted `encode(model_state, tokens) -> (K, E) class features`."""
+    return self._encode
+
+  def _padded(self, data_cfg: Any) -> Any:
+    """`data_cfg` with the eval batch rounded up to whole rows per device (extra rows are padding, not counted)."""
+    rows = sharding.round_up_to_shards(int(data_cfg.eval_batch_size), self.mesh)
+    if rows == int(data_cfg.eval_batch_size):
+      return data_cfg
+    logging.info("data.eval_batch_size=%d padded to %d rows: a multiple of the %d batch shards",
+                 data_cfg.eval_batch_size, rows, sharding.batch_shards(self.mesh))
+    padded = data_cfg.copy_and_resolve_references()
+    padded.eval_batch_size = rows
+    return padded
 
   def text_features(self, state: nnx.State, class_names: list[str], context_length: int) -> jax.Array:
     tokens = tokenize(class_names, context_length=context_length, truncate=True)
     with jax.set_mesh(self.mesh):
-      return self._encode(state, jnp.asarray(tokens))
+      return self._run_encode(state, jax.device_put(tokens, sharding.replicated(self.mesh)))
 
   def evaluate(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
                context_length: int = 77, max_batches: int = -1) -> EvalResult:
-    iterator = pipeline.make_eval_iterator(data_cfg, split=split, clips=clips, crops=crops)
+    iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
     class_names = list(iterator.source.class_names)
     text = self.text_features(state, class_names, context_length)
     totals = {"correct1": 0, "correct5": 0, "count": 0, "decode_failures": 0}
@@ -70,7 +93,7 @@ class Evaluator:
         for index, local in enumerate(iterator):
           if 0 <= max_batches <= index:
             break
-          counts = jax.device_get(self._step(state, pipeline.global_batch(local, self.mesh), text))
+          counts = jax.device_get(self._run_step(state, pipeline.global_batch(local, self.mesh), text))
           for key in totals:
             totals[key] += int(counts[key])
     finally:
@@ -92,7 +115,7 @@ class Evaluator:
     (the frames are this process's; `keep_frames=False` keeps none, for long splits)."""
     if jax.process_count() > 1:
       raise ValueError(f"Evaluator.predict runs in one process; this run has {jax.process_count()}.")
-    iterator = pipeline.make_eval_iterator(data_cfg, split=split, clips=clips, crops=crops)
+    iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
     class_names = list(iterator.source.class_names)
     text = self.text_features(state, class_names, context_length)
     probabilities, labels, true_labels, frames, indices = [], [], [], [], []

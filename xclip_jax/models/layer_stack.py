@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from xclip_jax import sharding
 from xclip_jax.models import layers
 
 STACK_KEY = "resblocks"  # the attribute holding a stack, in every tower
@@ -57,7 +58,7 @@ def _add_layer_axis(variable: nnx.Variable) -> nnx.Variable:
 
 
 def _apply_block(block: nnx.Module, x: jax.Array, layer: int, *args) -> jax.Array:
-  return block(x, *args, layer=layer)
+  return sharding.constrain_batch(block(sharding.constrain_batch(x), *args, layer=layer))
 
 
 def run_blocks(blocks: nnx.Module, x: jax.Array, *args, remat: bool = False) -> jax.Array:
@@ -74,7 +75,7 @@ def run_blocks(blocks: nnx.Module, x: jax.Array, *args, remat: bool = False) -> 
 
   def body(carry: jax.Array, layer_and_state: tuple[jax.Array, nnx.State]) -> tuple[jax.Array, None]:
     layer, layer_state = layer_and_state
-    return nnx.merge(graphdef, layer_state)(carry, *args, layer=layer), None
+    return _apply_block(nnx.merge(graphdef, layer_state), carry, layer, *args), None
 
   if remat:
     body = jax.checkpoint(body, prevent_cse=False)

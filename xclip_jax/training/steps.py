@@ -1,12 +1,10 @@
-"""Jitted train and evaluation steps (pure functions of the nnx state).
+"""The jitted train step (a pure function of the nnx state); the evaluation steps live in
+`xclip_jax.evaluation.eval_steps`.
 
 Train step: uint8 frames are normalised and mixed (mixup/cutmix + label smoothing) on device, the
-global batch is split into `grad_accum_steps` micro-batches whose gradients are summed with `lax.scan`,
+global batch is split into `grad_accum_steps` interleaved micro-batches whose gradients are summed with `lax.scan`,
 and one AdamW update is applied. Class-text features come in precomputed when the text tower is frozen
 (official FIX_TEXT), or are recomputed from tokens inside the step when it is trained.
-
-Eval step: every view of a video is classified, softmax probabilities are summed over views (official
-multi-view protocol) and top-1/top-5 hits are counted over valid rows; failed decodes count as misses.
 """
 
 from __future__ import annotations
@@ -33,6 +31,7 @@ class TrainStepConfig:
   mixup: float = 0.8  # mixup alpha (0 disables mixup and cutmix)
   cutmix: float = 1.0  # cutmix alpha
   mixup_switch_prob: float = 0.5
+  batch_shards: int = 1  # devices the batch is split over: mixup partners are drawn within each device's rows
 
 
 def soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -48,7 +47,7 @@ def _mixed_inputs(rng: jax.Array, videos_uint8: jax.Array, labels: jax.Array, co
   if config.mixup > 0:
     videos, targets = device_ops.mixup_cutmix(
         rng, videos, labels, config.num_classes, mixup_alpha=config.mixup, cutmix_alpha=config.cutmix,
-        switch_prob=config.mixup_switch_prob, label_smoothing=config.label_smoothing)
+        switch_prob=config.mixup_switch_prob, label_smoothing=config.label_smoothing, groups=config.batch_shards)
   else:
     targets = device_ops.one_hot_smoothed(labels, config.num_classes, config.label_smoothing)
   return videos.astype(dtype), targets
@@ -68,9 +67,16 @@ def make_train_step(graphdef: nnx.GraphDef, trainable: Any, config: TrainStepCon
     model_graph, params, rest = nnx.split(model, trainable, ...)
     dtype = model.dtype
     accum = config.grad_accum_steps
-    videos = batch["video"].reshape(accum, -1, *batch["video"].shape[1:])
-    labels = batch["label"].reshape(accum, -1)
-    colors = batch["color"].reshape(accum, -1, *batch["color"].shape[1:]) if "color" in batch else None
+    # Micro-batch m takes rows m, m + accum, m + 2 accum, ...: with the batch split over devices in
+    # contiguous blocks, every device then holds its share of every micro-batch (contiguous micro-batches
+    # would live on a few devices, and each step of the scan would gather them).
+
+    def split_micro(rows: jax.Array) -> jax.Array:
+      return jnp.swapaxes(rows.reshape(-1, accum, *rows.shape[1:]), 0, 1)
+
+    videos = split_micro(batch["video"])
+    labels = split_micro(batch["label"])
+    colors = split_micro(batch["color"]) if "color" in batch else None
     rng = jax.random.fold_in(rng, optimizer.step[...])
 
     def loss_fn(params: nnx.State, videos_uint8: jax.Array, micro_labels: jax.Array, key: jax.Array,
@@ -105,45 +111,3 @@ def make_train_step(graphdef: nnx.GraphDef, trainable: Any, config: TrainStepCon
     return nnx.state(bundle), metrics
 
   return step
-
-
-def make_eval_step(model_graphdef: nnx.GraphDef, top_k: int = 5) -> Callable:
-  """Returns step(model_state, batch, text_features) -> counts summed over the (global) batch."""
-
-  def step(model_state: nnx.State, batch: dict[str, jax.Array], text_features: jax.Array) -> Metrics:
-    model = nnx.merge(model_graphdef, model_state)
-    videos = batch["video"]  # (b, V, T, H, W, 3) uint8
-    b, views = videos.shape[:2]
-    inputs = device_ops.normalize(videos.reshape(b * views, *videos.shape[2:]), model.dtype)
-    logits = model(inputs, text_features=text_features)
-    probabilities = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(b, views, -1).sum(axis=1)
-    k = min(top_k, probabilities.shape[-1])
-    _, top = jax.lax.top_k(probabilities, k)
-    labels = batch["label"]
-    counted = batch["valid"]
-    decoded = counted & batch["decode_ok"]
-    hit1 = decoded & (top[:, 0] == labels)
-    hit5 = decoded & jnp.any(top == labels[:, None], axis=-1)
-    return {"correct1": jnp.sum(hit1), "correct5": jnp.sum(hit5), "count": jnp.sum(counted),
-            "decode_failures": jnp.sum(counted & ~batch["decode_ok"])}
-
-  return step
-
-
-def make_probability_step(model_graphdef: nnx.GraphDef) -> Callable:
-  """Returns step(model_state, videos_uint8 (b, V, T, H, W, 3), text_features) -> (b, K) class probabilities,
-  the softmax averaged over the V views (what the eval step ranks, normalised to sum to 1)."""
-
-  def step(model_state: nnx.State, videos: jax.Array, text_features: jax.Array) -> jax.Array:
-    model = nnx.merge(model_graphdef, model_state)
-    b, views = videos.shape[:2]
-    inputs = device_ops.normalize(videos.reshape(b * views, *videos.shape[2:]), model.dtype)
-    logits = model(inputs, text_features=text_features)
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(b, views, -1).mean(axis=1)
-
-  return step
-
-
-def make_text_encoder(model_graphdef: nnx.GraphDef) -> Callable:
-  """Returns encode(model_state, tokens) -> (K, E) class-text features (computed once per class list)."""
-  return lambda model_state, tokens: nnx.merge(model_graphdef, model_state).encode_text(tokens)

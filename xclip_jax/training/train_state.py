@@ -52,21 +52,38 @@ def _merge_init_params(model: XCLIP, init_params: Mapping[Path, jax.Array]) -> N
   nnx.update(model, params)
 
 
+def _trainable_builder(model_config: ModelConfig, tx: optax.GradientTransformation, trainable: nnx.filterlib.Filter,
+                       seed: int):
+  def build(init: Mapping[Path, jax.Array] | None) -> Trainable:
+    model = create_model(model_config, seed=seed)
+    if init:
+      _merge_init_params(model, init)
+    return Trainable(model, nnx.Optimizer(model, tx, wrt=trainable))
+  return build
+
+
+def abstract_initial_state(model_config: ModelConfig, tx: optax.GradientTransformation,
+                           trainable: nnx.filterlib.Filter, mesh: Mesh) -> TrainState:
+  """The training state as ShapeDtypeStructs carrying their shardings: nothing is allocated.
+
+  What `create_train_state` would place on `mesh`; compiling against it needs no device memory, so it also
+  works for compile-only devices (`xclip_jax.planning`), where any concrete array fails.
+  """
+  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: _trainable_builder(model_config, tx, trainable, 0)(None)))
+  shardings = sharding.state_shardings(abstract, mesh)
+  return TrainState(graphdef, with_shardings(abstract, shardings), shardings)
+
+
 def create_train_state(model_config: ModelConfig, tx: optax.GradientTransformation, trainable: nnx.filterlib.Filter,
                        mesh: Mesh, *, seed: int, init_params: Mapping[Path, np.ndarray] | None = None) -> TrainState:
   """Initialises model and optimizer on the mesh (parameters from `init_params`, per-layer layout, where given).
 
   One jitted program creates everything directly with its sharding.
   """
-  def build(init: Mapping[Path, jax.Array] | None) -> Trainable:
-    model = create_model(model_config, seed=seed)
-    if init:
-      _merge_init_params(model, init)
-    return Trainable(model, nnx.Optimizer(model, tx, wrt=trainable))
-
+  build = _trainable_builder(model_config, tx, trainable, seed)
   init = from_layer_params(model_config, {p: np.asarray(v, np.float32) for p, v in (init_params or {}).items()})
-  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build(None)))
-  shardings = sharding.state_shardings(abstract, mesh)
+  abstract = abstract_initial_state(model_config, tx, trainable, mesh)
+  graphdef, shardings = abstract.graphdef, abstract.shardings
   init_shardings = None
   if init:
     param_shardings = flatten_dict(nnx.to_pure_dict(shardings["model"]))
@@ -98,14 +115,19 @@ def place_model(model_config: ModelConfig, params: Mapping[Path, np.ndarray], me
   return graphdef, jax.device_put(host, shardings)
 
 
-def abstract_train_state(train_state: TrainState) -> nnx.State:
-  """ShapeDtypeStructs with shardings: the restore target for checkpoints (any device count)."""
+def with_shardings(state: nnx.State, shardings: nnx.State) -> nnx.State:
+  """ShapeDtypeStructs carrying `shardings`, for a concrete or abstract state of the same structure."""
   def one(variable: nnx.Variable, sharded: nnx.Variable) -> nnx.Variable:
     value = variable.get_value()
     if not hasattr(value, "shape"):  # e.g. optax.MaskedNode placeholders of masked optimizer states
       return variable
     return variable.replace(jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharded.get_value()))
-  return jax.tree.map(one, train_state.state, train_state.shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
+  return jax.tree.map(one, state, shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def abstract_train_state(train_state: TrainState) -> nnx.State:
+  """ShapeDtypeStructs with shardings: the restore target for checkpoints (any device count)."""
+  return with_shardings(train_state.state, train_state.shardings)
 
 
 def count_parameters(state: nnx.State, trainable: nnx.filterlib.Filter) -> dict[str, int]:

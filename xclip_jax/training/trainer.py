@@ -27,7 +27,7 @@ from xclip_jax.evaluation.evaluator import Evaluator
 from xclip_jax.models.config import RUNTIME_FIELDS, ModelConfig, variant_config
 from xclip_jax.models.params import Path, parameter_shapes
 from xclip_jax.tokenizer import tokenize
-from xclip_jax.training import checkpointing, metrics, optimizer, steps, train_state
+from xclip_jax.training import checkpointing, metrics, optimizer, programs, train_state
 
 ABLATION_FIELDS = ("use_cross_frame", "use_mit", "use_prompt")
 ARCHITECTURE_FIELDS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_width", "text_layers",
@@ -132,13 +132,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
   _write_run_config(config, workdir)
   mesh = sharding.make_mesh(config.mesh)
   sharding.log_mesh(mesh)
+  programs.check_run(config, model_config_from(config), mesh, jax.process_count())
   data_cfg = config.data
   train_iterator = pipeline.make_train_iterator(data_cfg, split="train")
   class_names = list(train_iterator.source.class_names)
   batch_size = int(data_cfg.batch_size)
-  if batch_size % int(config.train.grad_accum_steps):
-    raise ValueError(f"data.batch_size={batch_size} is not divisible by train.grad_accum_steps="
-                     f"{config.train.grad_accum_steps}.")
   steps_per_epoch = max(len(train_iterator.source) // batch_size, 1)
   if int(config.train.total_steps) > 0:
     total_steps = int(config.train.total_steps)
@@ -169,19 +167,17 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
     logging.info("Resumed from %s at step %d", checkpointer.directory / str(latest), state.step)
 
   evaluator = Evaluator(train_state.model_graphdef(model_config), mesh)
-  step_config = steps.TrainStepConfig(
-      num_classes=len(class_names), grad_accum_steps=int(config.train.grad_accum_steps),
-      train_text=bool(config.train.train_text), label_smoothing=float(config.train.label_smoothing),
-      mixup=float(config.train.mixup), cutmix=float(config.train.cutmix),
-      mixup_switch_prob=float(config.train.mixup_switch_prob))
-  train_step = jax.jit(steps.make_train_step(state.graphdef, trainable, step_config, schedules),
-                       out_shardings=(state.shardings, sharding.replicated(mesh)), donate_argnums=0)
+  step_config = programs.train_step_config(config, len(class_names), mesh)
+  train_step = sharding.ProcessAligned(
+      programs.jit_train_step(state.graphdef, state.shardings, trainable, step_config, schedules, mesh), "train step")
   if step_config.train_text:
     text_inputs = jax.device_put(tokenize(class_names, context_length=model_config.context_length, truncate=True),
                                  sharding.replicated(mesh))
   else:  # official FIX_TEXT: class texts encoded once
     text_inputs = evaluator.text_features(state.state["model"], class_names, model_config.context_length)
-  rng = jax.random.key(int(config.train.seed))
+  # Made by a program, replicated on the mesh: every process holds the same key, and the train step's first run
+  # can be compiled ahead for it (sharding.ProcessAligned).
+  rng = jax.jit(lambda: jax.random.key(int(config.train.seed)), out_shardings=sharding.replicated(mesh))()
   eval_every = steps_per_epoch if int(config.eval.every_steps) == 0 else int(config.eval.every_steps)
   writer = metrics.create_writer(workdir)
   step = state.step
