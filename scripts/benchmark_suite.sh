@@ -2,7 +2,7 @@
 # The accelerator figures of docs/performance.md (issue 8, parts 3-4), one command per part, each
 # writing its full log (and JSON where the script has one) under DIR and printing its table at the end.
 #
-#   scripts/benchmark_suite.sh DIR [PART ...]     PART: device speed-b speed-l l336 profile data (default: all)
+#   scripts/benchmark_suite.sh DIR [PART ...]     PART: device speed-b speed-l l336 profile data plan (default: all)
 #
 #   device   what the run sees: nvidia-smi, jax.devices(), torch.cuda, package versions
 #   speed-b  B/32 and B/16 at 8 frames, batch 64, ours beside HF XCLIPModel, train + infer (bf16 on a GPU)
@@ -10,18 +10,20 @@
 #   l336     L/14@336 at 16 frames, training at batch 8 with remat, the two frameworks one after the other
 #   profile  the B/16 training step's top operations (jax.profiler), trace kept in $TRACE_DIR (DIR/trace_b16)
 #   data     the input pipeline with 1..16 grain workers (8 frames at 224 from 340p H.264)
+#   plan     python -m xclip_jax.plan --topology local: the roofline's estimate beside the measured train step
+#            and peak memory (B/16-8, batch 32; $PLAN_ARGS replaces the config arguments)
 #
 # PYTHON (default: python) runs the scripts; parts run in the order given, a failed part does not stop the next.
 set -uo pipefail
 
 if [[ $# -lt 1 || $1 == -h || $1 == --help ]]; then
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 out=$1
 shift
 parts=("$@")
-[[ ${#parts[@]} -eq 0 ]] && parts=(device speed-b speed-l l336 profile data)
+[[ ${#parts[@]} -eq 0 ]] && parts=(device speed-b speed-l l336 profile data plan)
 py=${PYTHON:-python}
 cd "$(dirname "$0")/.." || exit 1
 mkdir -p "$out"
@@ -71,8 +73,14 @@ $py -c 'import torch, transformers; print(torch.__version__, transformers.__vers
       run data "$py" scripts/benchmark_data.py --workdir "${TMPDIR:-/tmp}/xclip_bench" --videos 16 --clips 128 \
         --workers 1,2,4,8,16 || failed=1
       tail -n 20 "$out/data.log" ;;
+    plan)
+      # shellcheck disable=SC2086  # PLAN_ARGS is a list of arguments
+      run plan "$py" -m xclip_jax.plan ${PLAN_ARGS:---config configs/kinetics.py:variant=B/16,frames=8 \
+        --config.data.batch_size=32 --config.train.grad_accum_steps=1} --topology local --programs train \
+        --num-classes 400 --output "$out/plan.json" || failed=1
+      tail -n 30 "$out/plan.log" ;;
     *)
-      echo "unknown part '$part' (choose from: device speed-b speed-l l336 profile data)" >&2
+      echo "unknown part '$part' (choose from: device speed-b speed-l l336 profile data plan)" >&2
       failed=1 ;;
   esac
 done
