@@ -18,6 +18,15 @@ def index_frame(i: int, height: int, width: int) -> np.ndarray:
   return frame
 
 
+def marked_frame(height: int = 32, width: int = 64) -> np.ndarray:
+  """Blocks in three corners (white top-left, blue top-right, red bottom-left): every turn and mirror differs."""
+  frame = np.zeros((height, width, 3), np.uint8)
+  frame[:16, :16] = 255
+  frame[:16, -16:] = (0, 0, 255)
+  frame[-16:, :16] = (255, 0, 0)
+  return frame
+
+
 def decoded_index(frame: np.ndarray) -> int:
   """Inverse of `index_frame` for a decoded (possibly resized) frame."""
   r = float(np.median(frame[..., 0]))

@@ -76,15 +76,6 @@ def test_bad_inputs_raise_decode_errors_with_the_path(tmp_path, videos):
 # Phone videos (display rotation) and cut-off downloads.
 
 
-def _marked_frame(height=32, width=64):
-  """Blocks in three corners (white top-left, blue top-right, red bottom-left): every turn and mirror differs."""
-  frame = np.zeros((height, width, 3), np.uint8)
-  frame[:16, :16] = 255
-  frame[:16, -16:] = (0, 0, 255)
-  frame[-16:, :16] = (255, 0, 0)
-  return frame
-
-
 def _assert_close(got, want):
   assert got.shape == want.shape
   assert np.abs(got.astype(np.int32) - want).mean() < 8  # H.264 ringing only; a wrong turn differs by ~100.
@@ -94,7 +85,7 @@ def _assert_close(got, want):
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
 @pytest.mark.parametrize("degrees,hflip", [(90, False), (-90, False), (180, False), (90, True)])
 def test_display_matrix_rotation_is_applied(tmp_path, backend, ext, degrees, hflip):
-  base = _marked_frame()
+  base = F.marked_frame()
   path = F.write_video(str(tmp_path / f"phone.{ext}"), np.stack([base] * 3), rotation=degrees, hflip=hflip)
   # PyAV's convention: `degrees` counter-clockwise (np.rot90's direction), then the mirror.
   want = np.rot90(base, degrees // 90)
@@ -108,7 +99,7 @@ def test_display_matrix_rotation_is_applied(tmp_path, backend, ext, degrees, hfl
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_legacy_rotate_tag_is_applied(tmp_path, backend):
-  base = _marked_frame()
+  base = F.marked_frame()
   path = F.write_video(str(tmp_path / "tagged.mkv"), np.stack([base] * 2), tags={"rotate": "90"})
   frames, _, _ = decode.read_frames(path, lambda n: np.array([0]), backend=backend)
   _assert_close(frames[0], np.rot90(base, -1))  # The tag counts degrees clockwise.

@@ -27,15 +27,6 @@ from xclip_jax.data.frame_extract import FrameSettings
 SETTINGS = FrameSettings(short_side=40, fps=10, quality=90)
 
 
-def _marked_frame(height=32, width=64):
-  """Blocks in three corners (white top-left, blue top-right, red bottom-left): every turn differs."""
-  frame = np.zeros((height, width, 3), np.uint8)
-  frame[:16, :16] = 255
-  frame[:16, -16:] = (0, 0, 255)
-  frame[-16:, :16] = (255, 0, 0)
-  return frame
-
-
 def write_vfr(path: str, times_ms: list[int]) -> str:
   """H.264 mp4 whose frame i encodes i and is shown at times_ms[i] (variable frame rate)."""
   import av
@@ -65,7 +56,7 @@ def make_dataset(root) -> tuple[list[frame_build.VideoEntry], list[str]]:
   list_path, csv_path, records = F.make_file_dataset(root, num_classes=3, per_class=2)
   extra = {
       "fast30.mp4": F.write_index_video(os.path.join(root, "fast30.mp4"), 60, 48, 64, fps=30),
-      "phone.mp4": F.write_video(os.path.join(root, "phone.mp4"), np.stack([_marked_frame()] * 4), rotation=90),
+      "phone.mp4": F.write_video(os.path.join(root, "phone.mp4"), np.stack([F.marked_frame()] * 4), rotation=90),
       "cut.mp4": F.write_truncated(
           F.write_video(os.path.join(root, "full.mp4"), np.stack([F.index_frame(i, 48, 64) for i in range(60)]),
                         faststart=True, bframes=False), os.path.join(root, "cut.mp4"), keep=0.8),
@@ -108,7 +99,7 @@ def test_build_stores_the_frames_players_show(built):
   # Rotation: stored as displayed (turned 90 degrees counter-clockwise), then scaled (short side 32 -> kept).
   phone = _frames_of(src, "phone.mp4")
   assert phone.shape == (4, 64, 32, 3)
-  assert np.abs(phone[0].astype(int) - np.rot90(_marked_frame(), 1)).mean() < 8
+  assert np.abs(phone[0].astype(int) - np.rot90(F.marked_frame(), 1)).mean() < 8
   # Cut off: the frames that decode, in order; noted.
   cut = [F.decoded_index(f) for f in _frames_of(src, "cut.mp4")]
   assert 8 <= len(cut) < 60 and cut == list(range(len(cut)))  # A 10 fps file: every frame kept.
