@@ -19,16 +19,21 @@ from xclip_jax.data import device_ops
 Metrics = dict[str, jax.Array]
 
 
+def _view_probabilities(model_graphdef: nnx.GraphDef, model_state: nnx.State, videos: jax.Array,
+                        text_features: jax.Array) -> jax.Array:
+  """Class softmax of every view: videos (b, V, T, H, W, 3) uint8 -> (b, V, K) float32."""
+  model = nnx.merge(model_graphdef, model_state)
+  b, views = videos.shape[:2]
+  inputs = device_ops.normalize(videos.reshape(b * views, *videos.shape[2:]), model.dtype)
+  logits = model(inputs, text_features=text_features)
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(b, views, -1)
+
+
 def make_eval_step(model_graphdef: nnx.GraphDef, top_k: int = 5) -> Callable:
   """Returns step(model_state, batch, text_features) -> counts summed over the (global) batch."""
 
   def step(model_state: nnx.State, batch: dict[str, jax.Array], text_features: jax.Array) -> Metrics:
-    model = nnx.merge(model_graphdef, model_state)
-    videos = batch["video"]  # (b, V, T, H, W, 3) uint8
-    b, views = videos.shape[:2]
-    inputs = device_ops.normalize(videos.reshape(b * views, *videos.shape[2:]), model.dtype)
-    logits = model(inputs, text_features=text_features)
-    probabilities = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(b, views, -1).sum(axis=1)
+    probabilities = _view_probabilities(model_graphdef, model_state, batch["video"], text_features).sum(axis=1)
     k = min(top_k, probabilities.shape[-1])
     _, top = jax.lax.top_k(probabilities, k)
     labels = batch["label"]
@@ -47,11 +52,7 @@ def make_probability_step(model_graphdef: nnx.GraphDef) -> Callable:
   the softmax averaged over the V views (what the eval step ranks, normalised to sum to 1)."""
 
   def step(model_state: nnx.State, videos: jax.Array, text_features: jax.Array) -> jax.Array:
-    model = nnx.merge(model_graphdef, model_state)
-    b, views = videos.shape[:2]
-    inputs = device_ops.normalize(videos.reshape(b * views, *videos.shape[2:]), model.dtype)
-    logits = model(inputs, text_features=text_features)
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(b, views, -1).mean(axis=1)
+    return _view_probabilities(model_graphdef, model_state, videos, text_features).mean(axis=1)
 
   return step
 
