@@ -59,7 +59,7 @@ def write_video(path: str, frames: np.ndarray, *, fps: int = 10, faststart: bool
   with av.open(path, mode="w", options={"movflags": "faststart"} if faststart else {}) as container:
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", **({} if bframes else {"bf": "0"})}
+    stream.options = {**synthetic.x264_options(), **({} if bframes else {"bf": "0"})}
     if rotation is not None:
       stream.set_display_rotation(rotation, hflip=hflip)
     stream.metadata.update(tags or {})

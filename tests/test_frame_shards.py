@@ -21,7 +21,7 @@ import pytest
 
 from tests import data_fixtures as F
 from tests import process_fixtures, training_fixtures
-from xclip_jax.data import config, frame_build, frame_shards, jpeg, labels, pipeline, sampling
+from xclip_jax.data import config, frame_build, frame_shards, jpeg, labels, pipeline, sampling, synthetic
 from xclip_jax.data.frame_extract import FrameSettings
 
 SETTINGS = FrameSettings(short_side=40, fps=10, quality=90)
@@ -35,7 +35,7 @@ def write_vfr(path: str, times_ms: list[int]) -> str:
     stream = container.add_stream("libx264", rate=40)
     stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
     stream.codec_context.time_base = Fraction(1, 1000)
-    stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "bf": "0"}
+    stream.options = {**synthetic.x264_options(), "bf": "0"}
     for i, t in enumerate(times_ms):
       frame = av.VideoFrame.from_ndarray(F.index_frame(i, 48, 64), format="rgb24")
       frame.pts, frame.time_base = t, Fraction(1, 1000)

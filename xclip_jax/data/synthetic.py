@@ -144,8 +144,49 @@ def render(shape: int, motion: int, rng: np.random.Generator, size: int, frames:
   return out
 
 
+# x264's instruction sets by numpy's names for them (x264 name: numpy name), AVX-512 left out on purpose.
+_X264_CPU_FLAGS = (("MMX2", "SSE"), ("SSE", "SSE"), ("SSE2", "SSE2"), ("SSE3", "SSE3"), ("SSSE3", "SSSE3"),
+                   ("SSE4.1", "SSE41"), ("SSE4.2", "SSE42"), ("LZCNT", "LZCNT"), ("AVX", "AVX"), ("FMA3", "FMA3"),
+                   ("BMI1", "BMI"), ("BMI2", "BMI2"), ("AVX2", "AVX2"))
+
+
+def x264_cpu_flags() -> str | None:
+  """The `asm=` value for x264 that leaves its AVX-512 code out; None off x86-64 (nothing to leave out).
+
+  Why: the x264 bundled with PyAV 18.1 (core 165) reads memory it never wrote on its AVX-512 path, so on
+  CPUs with AVX-512 the same frames encoded twice, by one process or two, gave different files (found with
+  glibc's MALLOC_PERTURB_: each fill value gave other bytes), and the demo's data, and with it every demo run,
+  differed from run to run (issue 21). Up to AVX2 the output is bit-identical whichever of those sets the CPU
+  has (checked: SSE4.2 and AVX2 give the same bytes) and independent of memory contents. x264 does not
+  intersect the list with the CPU, so only what this CPU has is named.
+  """
+  import platform
+
+  if platform.machine().lower() not in ("x86_64", "amd64"):
+    return None
+  try:
+    from numpy._core._multiarray_umath import __cpu_features__ as features
+  except ImportError:  # numpy moved it: x86-64's baseline, which every such CPU has
+    features = {"SSE": True, "SSE2": True}
+  return ",".join(x264 for x264, name in _X264_CPU_FLAGS if features.get(name))
+
+
+def x264_options(crf: int = 18, gop: int | None = None) -> dict[str, str]:
+  """libx264 options that make the file a function of the frames only (see `x264_cpu_flags`)."""
+  params = []
+  if gop:  # Fixed keyframe interval (no extra keyframes at scene cuts).
+    params.append(f"keyint={gop}:min-keyint={gop}:scenecut=0")
+  flags = x264_cpu_flags()
+  if flags:
+    params.append(f"asm={flags}")
+  # One encoder thread: frame threads would make the output depend on timing.
+  options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+  return {**options, "x264-params": ":".join(params)} if params else options
+
+
 def write_mp4(path: str, frames: np.ndarray, fps: int = 8, crf: int = 18, gop: int | None = None) -> None:
-  """Encodes uint8 RGB frames as an H.264 mp4 with PyAV (even sizes required by yuv420p)."""
+  """Encodes uint8 RGB frames as an H.264 mp4 with PyAV (even sizes required by yuv420p); the same frames give
+  the same bytes on every run."""
   import av
 
   h, w = frames.shape[1:3]
@@ -154,10 +195,7 @@ def write_mp4(path: str, frames: np.ndarray, fps: int = 8, crf: int = 18, gop: i
   with av.open(path, mode="w") as container:
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    # One encoder thread: x264 output is then a function of its input only (deterministic files).
-    stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
-    if gop:  # Fixed keyframe interval (no extra keyframes at scene cuts).
-      stream.options = {**stream.options, "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+    stream.options = x264_options(crf, gop)
     for f in frames:
       for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
         container.mux(packet)
