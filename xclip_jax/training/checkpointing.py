@@ -60,7 +60,9 @@ class Checkpointer:
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, asynchronous: bool = True):
     self.directory = storage.absolute(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+    # cleanup_tmp_directories: a save cut off by SIGKILL leaves `<step>.orbax-checkpoint-tmp-*`; the next run
+    # deletes it (it was never the latest checkpoint).
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
                                            enable_async_checkpointing=asynchronous)
     self.manager = ocp.CheckpointManager(
         self.directory, options=options,
