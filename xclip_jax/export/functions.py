@@ -73,7 +73,8 @@ def _leaf_name(key_path) -> str:
 
 
 class ExportedModel:
-  """A loaded model cut into the exported functions, with its weights as a flat {name: float32 array} dict."""
+  """A loaded model cut into the exported functions, with its weights as a flat {name: float32 array} dict
+  (scalars as shape (1,))."""
 
   def __init__(self, model: InferenceModel, class_embeddings: np.ndarray | None = None):
     self.config: ModelConfig = model.config
@@ -82,13 +83,15 @@ class ExportedModel:
     self.names = [_leaf_name(path) for path, _ in named]
     if len(set(self.names)) != len(self.names):
       raise ValueError("export: two model parameters have the same name")
-    self.weights = {name: np.asarray(jax.device_get(leaf), np.float32) for name, (_, leaf) in
+    # At least one dimension: safetensors stores a scalar (logit_scale) as shape (1,). `module` restores shapes.
+    self.shapes = {name: tuple(leaf.shape) for name, (_, leaf) in zip(self.names, named, strict=True)}
+    self.weights = {name: np.atleast_1d(np.asarray(jax.device_get(leaf), np.float32)) for name, (_, leaf) in
                     zip(self.names, named, strict=True)}
     self.class_embeddings = None if class_embeddings is None else np.asarray(class_embeddings, np.float32)
 
   def module(self, weights: dict[str, Any]):
     """The NNX module with these weights (traced arrays inside an export)."""
-    state = jax.tree.unflatten(self._treedef, [weights[name] for name in self.names])
+    state = jax.tree.unflatten(self._treedef, [jnp.reshape(weights[name], self.shapes[name]) for name in self.names])
     return nnx.merge(self.graphdef, state)
 
   # --- the functions --------------------------------------------------------------------------------------
