@@ -13,8 +13,10 @@ import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -28,7 +30,6 @@ from tests.references import max_abs_diff
 from xclip_jax import pretrained
 from xclip_jax.evaluation import video_files
 from xclip_jax.export import __main__ as export_cli
-from xclip_jax.export import exporter
 
 TOLERANCE = 1e-4
 LABELS = ["juggling balls", "playing piano", "a cat on a sofa"]
@@ -238,18 +239,64 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(exported, tmp_path, cap
   assert sorted(os.listdir(exported / "out")) == before
 
 
-def test_an_interrupted_export_leaves_nothing(exported, tmp_path):
-  steps = []
+def test_ctrl_c_during_an_export_leaves_nothing(exported, tmp_path):
+  """A real Ctrl-C (SIGINT) once the staging folder exists: exit 130, one line, no folder left."""
+  process = subprocess.Popen(
+      [sys.executable, "-m", "xclip_jax.export", "--checkpoint", str(exported / "model"), "--out",
+       str(tmp_path / "out"), "--format", "onnx,stablehlo", "--no-progress"],
+      cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 240
+  while not any(p.name.startswith(".out.tmp-") for p in tmp_path.iterdir()):
+    assert process.poll() is None and time.monotonic() < deadline, "the export ended before its staging folder"
+    time.sleep(0.02)
+  process.send_signal(signal.SIGINT)
+  _, err = process.communicate(timeout=120)
+  print(err)
+  assert process.returncode == 130
+  assert err.strip().splitlines() == [f"export: interrupted; nothing was written ({tmp_path / 'out'} was not created)"]
+  assert os.listdir(tmp_path) == []  # neither the output nor the staging folder
 
-  def interrupt(step):
-    steps.append(step)
-    if len(steps) == 2:
-      raise KeyboardInterrupt
 
-  with pytest.raises(KeyboardInterrupt):
-    exporter.export_model(exported / "model", tmp_path / "out", formats="onnx", progress=False, on_step=interrupt)
-  assert steps == ["video_encoder.onnx", "text_encoder.onnx"]
-  assert os.listdir(tmp_path) == []  # neither the output nor a staging folder
+def test_prune_removes_what_no_output_reads_and_keeps_what_a_loop_body_reads():
+  import onnx
+  from onnx import TensorProto, helper
+
+  from xclip_jax.export import onnx_files
+
+  tensor = lambda name: helper.make_tensor(name, TensorProto.FLOAT, [1], [1.0])
+  body = helper.make_graph(  # a Loop body that reads `outer`, a weight of the enclosing graph
+      [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+       helper.make_node("Add", ["acc_in", "outer"], ["acc_out"])],
+      "body", [helper.make_tensor_value_info(n, t, s) for n, t, s in
+               [("i", TensorProto.INT64, []), ("cond_in", TensorProto.BOOL, []), ("acc_in", TensorProto.FLOAT, [1])]],
+      [helper.make_tensor_value_info(n, t, s) for n, t, s in
+       [("cond_out", TensorProto.BOOL, []), ("acc_out", TensorProto.FLOAT, [1])]])
+  graph = helper.make_graph(
+      [helper.make_node("Loop", ["trips", "", "x"], ["looped"], body=body),
+       helper.make_node("Mul", ["x", "used"], ["y"]),
+       helper.make_node("Mul", ["x", "dead_weight"], ["dead_1"]),
+       helper.make_node("Neg", ["dead_1"], ["dead_2"])],
+      "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+      [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("y", "looped")],
+      [tensor("used"), tensor("outer"), tensor("dead_weight"), tensor("unread"),
+       helper.make_tensor("trips", TensorProto.INT64, [], [2])])
+  assert onnx_files.prune(graph) == 4  # two dead nodes (a chain), then the weights only they read, and "unread"
+  assert [n.op_type for n in graph.node] == ["Loop", "Mul"]
+  assert sorted(t.name for t in graph.initializer) == ["outer", "trips", "used"]
+  onnx.checker.check_graph(graph)
+
+
+def test_benchmark_script_runs_on_an_export(exported, capsys):
+  from scripts import benchmark_export
+
+  assert benchmark_export.main(["--export", str(exported / "out"), "--batches", "1,2", "--rounds", "2",
+                                "--repeats", "1"]) == 0
+  out = capsys.readouterr().out
+  print(out)
+  assert re.search(r"max \|logits onnxruntime - jax\| = \S+ \(3 classes", out)
+  for runtime in ("jax", "onnxruntime"):
+    for batch in (1, 2):
+      assert re.search(rf"^\| {runtime} \| {batch} \| [\d.]+ \([\d.]+-[\d.]+\) \| ", out, re.M), (runtime, batch)
 
 
 def docs_example() -> str:

@@ -10,7 +10,8 @@ classifier.onnx (uint8 video in, logits and probabilities over the labels out; o
 --labels-file), video_encoder.onnx, text_encoder.onnx and logits.onnx (open labels), the same four as
 jax.export artifacts in stablehlo/ with their weights, and manifest.json (inputs, outputs, labels, frame sampling,
 mean and std). Bad input (a model or label file that does not exist, an unsupported format, an --out that
-exists) is a one-line error with exit code 2; nothing is left half-written. docs/export.md has the details.
+exists) is a one-line error with exit code 2; nothing is left half-written, Ctrl-C included (exit code 130).
+docs/export.md has the details.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
   except (ValueError, OSError) as error:  # OSError: missing files, zoo download failures
     print(f"export: error: {error}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:
+    print(f"export: interrupted; nothing was written ({args.out} was not created)", file=sys.stderr)
+    return 130
   written = sorted(document["sha256"])
   print(f"export: wrote {len(written) + 1} files to {args.out}: manifest.json, {', '.join(written)}", file=sys.stderr)
   return 0
