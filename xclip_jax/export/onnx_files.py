@@ -51,10 +51,9 @@ def _quiet_logs() -> Iterator[None]:
 
 
 def versions() -> dict[str, str]:
-  import jax2onnx
-  import onnx
+  from importlib import metadata
 
-  return {"jax2onnx": getattr(jax2onnx, "__version__", "unknown"), "onnx": onnx.__version__, "opset": str(OPSET)}
+  return {"jax2onnx": metadata.version("jax2onnx"), "onnx": metadata.version("onnx"), "opset": str(OPSET)}
 
 
 def prune(graph) -> int:
