@@ -259,6 +259,18 @@ def test_ctrl_c_during_an_export_leaves_nothing(exported, tmp_path):
   assert os.listdir(tmp_path) == []  # neither the output nor the staging folder
 
 
+def test_the_same_function_converts_to_the_same_bytes(exported, tmp_path):
+  from xclip_jax.export import onnx_files
+  from xclip_jax.export.functions import ExportedModel
+
+  model = ExportedModel(xclip_jax.load_model(exported / "model", attention_implementation="xla"))
+  logits = [f for f in model.functions() if f.name == "logits"][0]
+  for run in ("a", "b"):
+    (tmp_path / run).mkdir()
+    onnx_files.write(logits, model.weights, tmp_path / run)
+  assert (tmp_path / "a" / "logits.onnx").read_bytes() == (tmp_path / "b" / "logits.onnx").read_bytes()
+
+
 def test_prune_removes_what_no_output_reads_and_keeps_what_a_loop_body_reads():
   import onnx
   from onnx import TensorProto, helper
