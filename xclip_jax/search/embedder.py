@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -73,7 +73,8 @@ def _window_views(path: str, windows: list[Window], image_size: int,
 
 def iter_video_windows(model, videos: Iterable[str], *, window_s: float, stride_s: float,
                        head: Callable, batch_size: int = 16,
-                       on_seconds: Callable[[float], None] | None = None) -> Iterator[VideoWindows]:
+                       on_seconds: Callable[[float], None] | None = None,
+                       plans: Sequence[list[Window]] | None = None) -> Iterator[VideoWindows]:
   """Yields a `VideoWindows` per video, in input order, once all of its windows are computed.
 
   Args:
@@ -83,6 +84,7 @@ def iter_video_windows(model, videos: Iterable[str], *, window_s: float, stride_
     head: `VideoFeatures` (batched, on the device) -> array (B, ...), the value kept per window.
     batch_size: windows per device batch.
     on_seconds: told how many seconds of video each finished window adds (for a progress bar).
+    plans: given windows per video (same order as `videos`) instead of every window (re-ranking).
   """
   import xclip_jax
 
@@ -113,14 +115,18 @@ def iter_video_windows(model, videos: Iterable[str], *, window_s: float, stride_
     while order and order[0].done:
       yield _finish(order.popleft())
 
-  for path in videos:
+  for number, path in enumerate(videos):
     pending = _Pending(str(path))
     order.append(pending)
     notes: list[str] = []
     try:
-      info = frame_stream.probe(path)
-      windows = plan_windows(info.num_frames, info.fps, frames, window_s, stride_s)
-      pending.result.windows, pending.result.duration_s = windows, info.duration_s
+      if plans is None:
+        info = frame_stream.probe(path)
+        windows = plan_windows(info.num_frames, info.fps, frames, window_s, stride_s)
+        pending.result.duration_s = info.duration_s
+      else:
+        windows = plans[number]
+      pending.result.windows = windows
       pending.values = [None] * len(windows)
       for k, view in _window_views(str(path), windows, size, notes):
         slots.append((pending, k))
