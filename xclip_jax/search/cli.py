@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
   build.add_argument("--process_id", "--process-id", type=int, default=0, help="this process (0-based)")
   build.add_argument("--num_processes", "--num-processes", type=int, default=1, help="processes sharing the index")
   build.add_argument("--batch-size", type=int, default=16, help="windows per device batch (default 16)")
+  build.add_argument("--part-windows", type=int, default=4096, help="write a part once it holds this many windows "
+                                                                    "(or after 30 s of work; default 4096)")
   build.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: the model's)")
   build.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -67,8 +69,8 @@ def _index(args) -> int:
   from xclip_jax.evaluation import video_files
 
   videos = video_files.find_videos(args.videos, root=args.root)
-  if args.batch_size < 1:
-    raise ValueError("--batch-size must be at least 1")
+  if args.batch_size < 1 or args.part_windows < 1:
+    raise ValueError("--batch-size and --part-windows must be at least 1")
   model = xclip_jax.load_model(args.checkpoint, dtype=args.dtype)
   local = not storage.is_remote(args.checkpoint) and storage.path(args.checkpoint).exists()
   checkpoint = str(storage.absolute(args.checkpoint)) if local else args.checkpoint  # queries run from anywhere
@@ -78,7 +80,8 @@ def _index(args) -> int:
     model = model.at_frames(args.frames, method)
   summary = indexer.build_index(model, checkpoint, videos, args.out, window_s=args.window, stride_s=args.stride,
                                 frame_method=method, process_id=args.process_id, num_processes=args.num_processes,
-                                batch_size=args.batch_size, progress=not args.no_progress)
+                                batch_size=args.batch_size, progress=not args.no_progress,
+                                flush_windows=args.part_windows)
   print(f"search index: {summary.embedded} videos embedded ({summary.windows} windows, "
         f"{summary.seconds_of_video / 3600:.3f} h), {summary.skipped} already in the index, "
         f"{len(summary.failed)} failed; {summary.parts} parts written to {args.out}", file=sys.stderr)
