@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pathlib
 
+import ml_collections
 import numpy as np
 
 from tests import training_fixtures
@@ -26,8 +27,8 @@ FPS = 8
 CLIP_FRAMES = 16  # 2 s clips
 SEGMENT_CLIPS = 1  # a segment is one clip: windows inside it see one continuous motion
 FRAMES = 4
-TRAIN_PER_CLASS = 16
-STEPS = 150
+TRAIN_PER_CLASS = 48
+STEPS = 600
 
 
 def clip(shape: int, motion: int, seed) -> np.ndarray:
@@ -47,8 +48,11 @@ def write_training_folders(root: pathlib.Path) -> pathlib.Path:
 def train_model(root: pathlib.Path, workdir: pathlib.Path) -> pathlib.Path:
   """A tiny X-CLIP trained from scratch for `STEPS` steps on the 4 classes; returns the workdir."""
   config = load_finetune(f"variant=tiny,frames={FRAMES},init=none")
-  config.model.overrides.patch_size = 8
-  config.model.overrides.video_position_init_std = 1.0  # as configs/demo.py: motion needs a position signal
+  # The demo's model (configs/demo.py) at 4 frames: position embeddings at the scale of the tokens (motion needs them).
+  config.model.overrides = ml_collections.ConfigDict(dict(
+      image_size=32, patch_size=8, vision_width=96, vision_layers=3, vision_heads=3, vision_mlp_dim=192,
+      text_width=64, text_layers=2, text_heads=2, text_mlp_dim=128, embed_dim=64, mit_heads=2, mit_mlp_dim=128,
+      prompt_heads=2, video_position_init_std=1.0))
   config.data.root = str(root)
   config.data.num_workers = 0
   config.data.batch_size = 16
@@ -57,7 +61,7 @@ def train_model(root: pathlib.Path, workdir: pathlib.Path) -> pathlib.Path:
   config.data.augment.flip = 0.0  # a flip turns "moving left" into "moving right"
   config.data.augment.color_jitter = 0.0
   config.data.augment.gray_scale = 0.0
-  config.data.augment.scales = (1.0,)
+  config.data.augment.scales = (0.875,)  # 32 px crops of the 36 px frames: the zoom of predict's centre crop
   config.train.total_steps = STEPS
   config.train.epochs = 10
   config.train.warmup_epochs = 1
