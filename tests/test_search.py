@@ -24,7 +24,8 @@ from xclip_jax.search import cli, store
 from xclip_jax.training import checkpointing
 
 NAMES = search_fixtures.NAMES
-ORDERS = {"a.mp4": [0, 1, 2, 3, 0, 2, 1, 3], "b.mp4": [3, 2, 1, 0, 3, 1], "c.mp4": [1, 3, 0, 2, 1, 0]}  # segments' classes
+# The classes of each video's 2 s segments, in order.
+ORDERS = {"a.mp4": [0, 1, 2, 3, 0, 2, 1, 3], "b.mp4": [3, 2, 1, 0, 3, 1], "c.mp4": [1, 3, 0, 2, 1, 0]}
 WINDOW = ["--window", "2", "--stride", "1"]
 
 
