@@ -23,8 +23,6 @@ from xclip_jax.search.embedder import iter_video_windows
 from xclip_jax.search.store import Index
 from xclip_jax.search.windows import Window
 
-EXACT_LIMIT = 10_000_000  # windows; above this an approximate index pays (docs/search.md, scale)
-
 
 @dataclasses.dataclass
 class Moment:
