@@ -80,6 +80,19 @@ def test_the_stream_holds_only_the_frames_still_needed(long_video):
   assert peak < every_frame / 10, peak
 
 
+def test_skipping_unwanted_frames_gives_the_frames_of_a_full_decode(long_video, tmp_path):
+  """The stream lets the decoder skip non-reference frames nobody wants; what it yields is what the clip
+  decoder (decode.read_frames) gives for the same indices, B-frames included."""
+  path = data_fixtures.write_video(str(tmp_path / "b.mp4"), np.stack([data_fixtures.index_frame(i, 48, 64)
+                                                                      for i in range(300)]), bframes=True)
+  for video, count in ((path, 300), (long_video, 1920)):
+    wanted = np.unique(np.random.default_rng(count).integers(0, count, size=count // 12))
+    streamed = dict(frame_stream.stream_frames(video, wanted, short_side=36))
+    reference, indices, _ = decode.read_frames(video, lambda n, w=wanted: w, short_side=36)
+    assert list(streamed) == wanted.tolist()
+    assert all(np.array_equal(streamed[int(i)], reference[k]) for k, i in enumerate(indices))
+
+
 def test_a_cut_off_file_yields_the_frames_that_decode(tmp_path):
   whole = data_fixtures.write_video(str(tmp_path / "whole.mp4"), np.stack([data_fixtures.index_frame(i, 48, 64)
                                                                           for i in range(200)]), faststart=True)
@@ -147,3 +160,15 @@ def test_moments_grow_around_peaks_and_exact_search_agrees_with_numpy():
   _, rows = query.Searcher(many).search(q, 10)
   expected = np.argsort(-(q @ many.astype(np.float32).T), axis=1)[:, :10]
   assert all(set(a) == set(b) for a, b in zip(rows, expected, strict=True))
+
+
+def test_the_scale_benchmark_prints_its_figures(capsys, monkeypatch, tmp_path):
+  from scripts import benchmark_search
+
+  monkeypatch.chdir(tmp_path)  # no runs/demo here: the indexing part uses a random model of the demo's size
+  assert benchmark_search.main(["--parts", "exact,approximate,indexing", "--windows", "20000",
+                                "--approximate-windows", "60000", "--video-seconds", "8"]) == 0
+  out = capsys.readouterr().out
+  assert "top-10 equal to numpy's: True" in out
+  assert out.count("recall@10") == 3
+  assert "ours / naive:" in out and "video-hours per CPU-hour" in out
