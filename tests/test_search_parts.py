@@ -162,13 +162,12 @@ def test_moments_grow_around_peaks_and_exact_search_agrees_with_numpy():
   assert all(set(a) == set(b) for a, b in zip(rows, expected, strict=True))
 
 
-def test_the_scale_benchmark_prints_its_figures(capsys, monkeypatch, tmp_path):
+def test_the_scale_benchmark_prints_its_figures(capsys):
   from scripts import benchmark_search
 
-  monkeypatch.chdir(tmp_path)  # no runs/demo here: the indexing part uses a random model of the demo's size
-  assert benchmark_search.main(["--parts", "exact,approximate,indexing", "--windows", "20000",
-                                "--approximate-windows", "12000", "--video-seconds", "8", "--faiss-threads", "1"]) == 0
+  # The search parts at a small size (the indexing part, a minute here, is left to the script's own runs).
+  assert benchmark_search.main(["--parts", "exact,approximate", "--windows", "20000", "--approximate-windows",
+                                "12000", "--faiss-threads", "1"]) == 0
   out = capsys.readouterr().out
-  assert "top-10 equal to numpy's: True" in out
+  assert "top-10 equal to numpy's: True" in out and "read back" in out
   assert out.count("recall@10") == 3 and "re-scored" in out
-  assert "ours / naive:" in out and "video-hours per CPU-hour" in out
