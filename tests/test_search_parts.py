@@ -166,8 +166,8 @@ def test_the_scale_benchmark_prints_its_figures(capsys):
   from scripts import benchmark_search
 
   # The search parts at a small size (the indexing part, a minute here, is left to the script's own runs).
-  assert benchmark_search.main(["--parts", "exact,approximate", "--windows", "20000", "--approximate-windows",
-                                "12000", "--faiss-threads", "1"]) == 0
+  assert benchmark_search.main(["--parts", "exact,approximate", "--windows", "5000", "--approximate-windows",
+                                "10000", "--faiss-threads", "1"]) == 0
   out = capsys.readouterr().out
   assert "top-10 equal to numpy's: True" in out and "read back" in out
   assert out.count("recall@10") == 3 and "re-scored" in out
