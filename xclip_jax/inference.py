@@ -20,8 +20,9 @@ from flax import nnx
 
 from xclip_jax import pretrained
 from xclip_jax.data import device_ops
+from xclip_jax.models import frame_count
 from xclip_jax.models.config import ModelConfig
-from xclip_jax.models.params import model_from_params
+from xclip_jax.models.params import flat_params, model_from_params
 from xclip_jax.models.xclip import XCLIP, VideoFeatures
 from xclip_jax.tokenizer import tokenize
 
@@ -71,6 +72,15 @@ class InferenceModel:
     """Softmax probabilities (B, K) of videos over any class names (open-set recognition)."""
     logits = self(videos, tokenize(list(class_names), context_length=self.config.context_length, truncate=True))
     return np.asarray(jax.nn.softmax(logits, axis=-1))
+
+  def at_frames(self, frames: int, method: str | None = None) -> InferenceModel:
+    """The same model taking `frames` frames per clip: the MIT's temporal position table resized
+    (models/frame_count.py; `method` one of its METHODS, default its DEFAULT_METHOD, measured)."""
+    if frames == self.config.num_frames:
+      return self
+    config, params = frame_count.at_frames(self.config, flat_params(self.module), frames,
+                                           method or frame_count.DEFAULT_METHOD)
+    return InferenceModel(model_from_params(config, params))
 
   def __repr__(self) -> str:
     count = sum(x.size for x in jax.tree.leaves(self.state))

@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: the model's)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table (without --out)")
+  parser.add_argument("--timeline", action="store_true", help="classify every window of each video (any length): one "
+                                                              "row per window, a .png beside --out (docs/search.md)")
+  parser.add_argument("--window", type=float, help="with --timeline: window length in seconds (default 8)")
+  parser.add_argument("--stride", type=float, help="with --timeline: seconds between window starts (default: half "
+                                                   "a window)")
   return parser
 
 
@@ -118,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     import xclip_jax
 
     model = xclip_jax.load_model(args.checkpoint, dtype=args.dtype)
+    if args.timeline:
+      from xclip_jax.search import timeline
+
+      return timeline.run(model, videos, class_names, out=args.out, top=args.top, window_s=args.window,
+                          stride_s=args.stride, batch_size=args.batch_size, progress=not args.no_progress)
   except (ValueError, OSError) as error:  # OSError: missing files, zoo download failures
     print(f"predict: error: {error}", file=sys.stderr)
     return 1
