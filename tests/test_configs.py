@@ -14,7 +14,7 @@ from xclip_jax import protocols
 from xclip_jax.data import config as data_config
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.models.xclip import create_model
-from xclip_jax.training import trainer
+from xclip_jax.training import run_model
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CASES = [
@@ -43,7 +43,7 @@ def load(name: str, arg: str):
 def test_config_builds(name, arg):
   config = load(name, arg)
   data_config.validate(config.data)
-  model = trainer.model_config_from(config)
+  model = run_model.model_config_from(config)
   assert isinstance(model, ModelConfig)
   assert config.protocol in ("supervised", "few_shot", "zero_shot", "demo")
   assert model.num_frames == config.data.num_frames
@@ -75,7 +75,7 @@ def test_bad_choices_are_named():
   with pytest.raises(ValueError, match="dataset must be k400 or k600"):
     load("kinetics.py", "dataset=k700")
   with pytest.raises(ValueError, match="Unknown variant 'H/14'"):
-    trainer.model_config_from(load("kinetics.py", "variant=H/14"))
+    run_model.model_config_from(load("kinetics.py", "variant=H/14"))
 
 
 def test_demo_seed_changes_data_and_initialisation():
@@ -92,7 +92,7 @@ def test_demo_seed_changes_data_and_initialisation():
 def test_video_position_init_std_changes_only_the_position_embeddings():
   """The demo's one model change (configs/demo.py): the ViT's spatial and the MIT's temporal position
   embeddings start at std 1.0; every other parameter is drawn exactly as with the official init."""
-  demo = trainer.model_config_from(load("demo.py", ""))
+  demo = run_model.model_config_from(load("demo.py", ""))
   faithful = demo.replace(video_position_init_std=ModelConfig().video_position_init_std)
   assert faithful.video_position_init_std == 0.0 and demo.video_position_init_std == 1.0
   flat = lambda config: {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(

@@ -21,7 +21,7 @@ from jax.sharding import PartitionSpec as P
 from tests import training_fixtures
 from xclip_jax import sharding
 from xclip_jax.planning import batch_search, compiled, hlo_collectives, planner, report, topologies
-from xclip_jax.training import programs, trainer
+from xclip_jax.training import programs, run_model, trainer
 
 # A tiny model whose widths are multiples of TPU tiles (128), so per-chip bytes are not dominated by padding.
 TILED_MODEL = dict(training_fixtures.TINY_MODEL, vision_width=128, vision_heads=2, vision_mlp_dim=512, text_width=128,
@@ -191,7 +191,7 @@ def test_topology_names():
 @needs_libtpu
 def test_impossible_plans_are_errors_naming_the_field():
   mesh = sharding.make_mesh({"data": 8})
-  model = trainer.model_config_from(_config())
+  model = run_model.model_config_from(_config())
   config = _config()
   config.data.batch_size = 12
   with pytest.raises(ValueError, match=r"data.batch_size=12 / train.grad_accum_steps=1 = 12 clips .* 8 batch shards"):

@@ -193,7 +193,7 @@ def test_training_refuses_test_only_classes_and_zero_shot_evaluation_says_so(vid
   assert [(workdir / "report" / name).is_file() for name in REPORT] == [True] * 4
   assert labels.read_class_names(str(workdir / "classes.csv")) == ["box jumping", *READABLE]
   # The report's single pass agrees with the trainer's evaluation of the same split.
-  model_config, evaluator, state = protocols._evaluation_model(config, workdir)
+  _, model_config, evaluator, state = protocols._evaluation_model(config, workdir)
   check = evaluator.evaluate(state, config.data, split="test", context_length=model_config.context_length)
   assert (check.top1, check.top5, check.videos) == (results["final"]["top1"], results["final"]["top5"], 10)
   confusion = np.array(results["report"]["confusion"])
@@ -269,3 +269,21 @@ def test_fine_tune_through_main_writes_the_report_and_predict_reads_the_result(f
 
   readable, as_written = probabilities(out, READABLE), probabilities(raw, list(CLASSES))
   assert np.abs(readable - as_written).max() > 1e-3
+
+
+def test_a_fine_tune_starts_from_a_training_workdir_without_model_flags(finetuned, videos, tmp_path, caplog):
+  """configs/finetune.py for B/16 at 8 frames and 224 px, started from the tiny 4-frame 32 px workdir: the
+  architecture is the workdir's, the data follow it, and the run's log says which architecture it took."""
+  config = run_config(copy_of(videos, tmp_path), "shrink=true", init_from__path=str(finetuned["workdir"]),
+                      model__dtype="float32", model__remat=False)
+  assert (config.model.variant, config.model.frames, config.data.input_size) == ("B/16", 8, 224)
+  with caplog.at_level("INFO"):
+    results = protocols.run(config, tmp_path / "run")
+  trained, _ = checkpointing.load_model_params(finetuned["workdir"])
+  tuned, params = checkpointing.load_model_params(tmp_path / "run")
+  assert results["step"] == 2 and tuned.replace(dtype="float32") == trained.replace(dtype="float32")
+  assert params[("visual", "conv1")].shape[0] == trained.patch_size
+  assert f"init_from {finetuned['workdir']}, workdir: {trained.describe()}" in caplog.text
+  assert "the data follow the model: data.num_frames=4 (was 8), data.input_size=32 (was 224)" in caplog.text
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert (saved["model"]["frames"], saved["data"]["num_frames"], saved["data"]["input_size"]) == (4, 4, 32)

@@ -28,26 +28,23 @@ from xclip_jax.evaluation import report as report_lib
 from xclip_jax.evaluation import results as results_lib
 from xclip_jax.evaluation import zero_shot
 from xclip_jax.evaluation.evaluator import EvalResult, Evaluator, summarize
-from xclip_jax.training import checkpointing, train_state, trainer
+from xclip_jax.training import checkpointing, run_model, train_state, trainer
 
 
 def _evaluation_model(config: ml_collections.ConfigDict, workdir: epath.Path):
-  """(model config, evaluator, model state) from the workdir's latest checkpoint, else from init_from."""
+  """(config, model config, evaluator, model state) of the workdir's latest checkpoint, else of init_from; the
+  config's data block follows the model (`run_model.with_model_shapes`)."""
+  runtime = ("dtype", "attention_implementation")
   if (workdir / "checkpoints").is_dir() and checkpointing.Checkpointer(workdir / "checkpoints").latest_step():
-    model_config, params = checkpointing.load_model_params(workdir)
-    source = f"{workdir} (latest checkpoint)"
+    chosen = run_model.model_from_source(config, workdir, what="Evaluating the latest checkpoint of",
+                                         options=runtime)
   elif config.init_from.path:
-    requested = trainer.model_config_from(config)
-    model_config, params = trainer.load_initial_params(config, requested)
-    source = config.init_from.path
+    chosen = run_model.model_from_source(config, what="Evaluating init_from", options=runtime)
   else:
     raise ValueError(f"Nothing to evaluate: {workdir} has no checkpoint and config.init_from.path is empty.")
-  runtime = trainer.model_config_from(config)
-  model_config = model_config.replace(dtype=runtime.dtype, attention_implementation=runtime.attention_implementation)
   mesh = sharding.make_mesh(config.mesh)
-  graphdef, state = train_state.place_model(model_config, params, mesh)
-  logging.info("Evaluating %s: %s", source, model_config.describe())
-  return model_config, Evaluator(graphdef, mesh), state
+  graphdef, state = train_state.place_model(chosen.model_config, chosen.params, mesh)
+  return chosen.config, chosen.model_config, Evaluator(graphdef, mesh), state
 
 
 def _row(name: str, result: EvalResult) -> tuple[str, str, str, str]:
@@ -66,9 +63,9 @@ def run_supervised(config: ml_collections.ConfigDict, workdir: epath.Path, *, ti
     if outcome.preempted:
       return {"protocol": config.protocol, "status": "preempted", "step": outcome.step}
     model_config, evaluator, state = outcome.model_config, outcome.evaluator, outcome.state.state["model"]
-    step = outcome.step
+    config, step = outcome.config, outcome.step
   else:
-    model_config, evaluator, state = _evaluation_model(config, workdir)
+    config, model_config, evaluator, state = _evaluation_model(config, workdir)
     step = None
   views = dict(clips=int(config.eval.final_clips), crops=int(config.eval.final_crops),
                context_length=model_config.context_length)
@@ -84,7 +81,7 @@ def run_supervised(config: ml_collections.ConfigDict, workdir: epath.Path, *, ti
 
 
 def run_zero_shot(config: ml_collections.ConfigDict, workdir: epath.Path) -> dict[str, Any]:
-  model_config, evaluator, state = _evaluation_model(config, workdir)
+  config, model_config, evaluator, state = _evaluation_model(config, workdir)
   rows, rounds = [], []
   for name, data_block in zero_shot.zero_shot_rounds(config, workdir):
     result = evaluator.evaluate(state, data_block, clips=int(config.eval.final_clips),

@@ -18,7 +18,7 @@ import numpy as np
 
 from xclip_jax import sharding
 from xclip_jax.evaluation.evaluator import Evaluator
-from xclip_jax.training import optimizer, programs, train_state, trainer
+from xclip_jax.training import optimizer, programs, run_model, train_state
 
 
 def _peak_bytes(devices) -> int | None:
@@ -34,7 +34,7 @@ def _peak_bytes(devices) -> int | None:
 def measure_train_step(config: ml_collections.ConfigDict, mesh: Any, num_classes: int, *, steps: int = 5,
                        seed: int = 0) -> dict[str, Any]:
   """Median / min / max seconds of `steps` train steps after one compiling step, and peak device memory."""
-  model_config = trainer.model_config_from(config)
+  model_config = run_model.model_config_from(config)
   tx, schedules = optimizer.make_optimizer(config.train, 1000, 100)
   trainable = optimizer.trainable_filter(bool(config.train.train_text))
   state = train_state.create_train_state(model_config, tx, trainable, mesh, seed=seed)

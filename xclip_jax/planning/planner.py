@@ -23,7 +23,7 @@ from xclip_jax import perf, sharding
 from xclip_jax.evaluation.evaluator import Evaluator
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.planning import chips, compiled, input_budget, roofline, topologies
-from xclip_jax.training import optimizer, programs, train_state, trainer
+from xclip_jax.training import optimizer, programs, run_model, train_state
 
 NOMINAL_TOTAL_STEPS = 1000  # the schedule's length only sets constants of the program, not its shape
 
@@ -115,7 +115,7 @@ def _total_bytes(tree: Any) -> int:
 def build_programs(config: ml_collections.ConfigDict, mesh: Any, num_classes: int, *, process_count: int = 1,
                    which: Sequence[str] = ("train", "eval", "text")) -> RunPrograms:
   """The jitted programs and abstract arguments of `main`'s run of `config` on `mesh` (nothing compiled yet)."""
-  model_config = trainer.model_config_from(config)
+  model_config = run_model.model_config_from(config)
   programs.check_run(config, model_config, mesh, process_count)
   total = int(config.train.total_steps) if int(config.train.total_steps) > 0 else NOMINAL_TOTAL_STEPS
   tx, schedules = optimizer.make_optimizer(config.train, total, min(total // 10, total - 1))
