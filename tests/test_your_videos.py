@@ -10,6 +10,8 @@ import importlib.util
 import json
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -287,3 +289,40 @@ def test_a_fine_tune_starts_from_a_training_workdir_without_model_flags(finetune
   assert "the data follow the model: data.num_frames=4 (was 8), data.input_size=32 (was 224)" in caplog.text
   saved = json.loads((tmp_path / "run" / "config.json").read_text())
   assert (saved["model"]["frames"], saved["data"]["num_frames"], saved["data"]["input_size"]) == (4, 4, 32)
+
+
+def test_main_and_predict_give_every_video_the_same_numbers_with_the_same_views(released, videos, tmp_path):
+  """One folder with 3 clips x 3 crops (clips placed at random, seeded by the file name): main's evaluate mode
+  (its report's predictions.csv) and predict give every video the same top-1 class and the same probability
+  of every class; predict with the other clip placement gives other numbers."""
+  root = copy_of(videos, tmp_path)
+  workdir = tmp_path / "evaluate"
+  run = training_fixtures.run_main(f"configs/finetune.py:variant=tiny,frames={FRAMES},shrink=true", workdir,
+                                   f"--config.data.root={root}", "--config.mode=evaluate",
+                                   f"--config.init_from.path={released}", "--config.eval.final_clips=3",
+                                   "--config.eval.final_crops=3", "--config.eval.max_batches=-1",
+                                   "--config.data.num_workers=0")
+  assert run.returncode == 0, run.stderr[-3000:]
+
+  def predicted(sampling: str) -> dict[str, dict[str, str]]:
+    out = tmp_path / f"{sampling}.csv"
+    command = [sys.executable, "-m", "xclip_jax.predict", "--checkpoint", str(released), "--video", str(root / "test"),
+               "--labels-file", str(workdir / "classes.csv"), "--clips", "3", "--crops", "3", "--top", "4",
+               "--batch-size", "4", "--multiview-sampling", sampling, "--out", str(out), "--no-progress"]
+    done = subprocess.run(command, cwd=training_fixtures.REPO, env=training_fixtures.subprocess_env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {row["path"]: row for row in csv.DictReader(out.open())}
+
+  def probabilities(row: dict[str, str]) -> dict[str, float]:
+    return {row[f"label_{i}"]: float(row[f"probability_{i}"]) for i in (1, 2, 3, 4)}
+
+  evaluated = {row["path"]: row for row in csv.DictReader((workdir / "report" / "predictions.csv").open())}
+  official, uniform = predicted("official"), predicted("uniform")
+  assert sorted(evaluated) == sorted(official) and len(evaluated) == 8
+  for path, row in evaluated.items():
+    assert official[path]["label_1"] == row["label_1"], path
+    mine = probabilities(official[path])
+    assert mine == pytest.approx(probabilities(row), abs=1e-6), path
+  assert max(abs(probabilities(uniform[p])[name] - probabilities(evaluated[p])[name])
+             for p in evaluated for name in READABLE) > 1e-4

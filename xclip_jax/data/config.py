@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ml_collections
 
+from xclip_jax.data import transforms
+from xclip_jax.data.sampling import DEFAULT_MULTIVIEW_SAMPLING, MULTIVIEW_SAMPLINGS, SAMPLINGS
+
 SOURCES = ("files", "tfds", "arrayrecord", "synthetic", "folders", "frames")
-SAMPLINGS = ("segment", "dense")
 DECODE_BACKENDS = ("pyav", "decord")
 
 
@@ -76,9 +78,10 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   # evaluation: 4 x 3. With 3 crops the short side is resized to input_size and 3 squares cover it.
   c.test_clips = 1
   c.test_crops = 1
-  # How clips > 1 are placed: "official" = independent random segment samplings (X-CLIP's multiview,
-  # seeded per video so evaluation is repeatable), "uniform" = deterministic, shifted by 1/clips segment.
-  c.multiview_sampling = "official"
+  # How clips > 1 are placed: "official" = independent random segment samplings (X-CLIP's test pipeline),
+  # seeded by the video's file name, so a video gets the same views in main, predict and the notebook;
+  # "uniform" = deterministic, clip k shifted by (k + 0.5) / clips of a segment (xclip_jax.data.views).
+  c.multiview_sampling = DEFAULT_MULTIVIEW_SAMPLING
 
   # --- Training augmentation (official values) --------------------------------------------------------
   c.augment = ml_collections.ConfigDict()
@@ -137,8 +140,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise ValueError(f"data.decode_backend must be one of {DECODE_BACKENDS}, got {c.decode_backend!r}")
   if c.test_crops not in (1, 3):
     raise ValueError(f"data.test_crops must be 1 or 3, got {c.test_crops}")
-  if c.multiview_sampling not in ("official", "uniform"):
-    raise ValueError(f"data.multiview_sampling must be 'official' or 'uniform', got {c.multiview_sampling!r}")
+  if c.multiview_sampling not in MULTIVIEW_SAMPLINGS:
+    raise ValueError(f"data.multiview_sampling must be one of {MULTIVIEW_SAMPLINGS}, got {c.multiview_sampling!r}")
   for name in ("num_frames", "input_size", "test_clips", "batch_size", "eval_batch_size"):
     if int(c[name]) <= 0:
       raise ValueError(f"data.{name} must be positive, got {c[name]}")
@@ -146,4 +149,4 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
 def short_side(c: ml_collections.ConfigDict) -> int:
   """Short side before the crop: `resize_short`, or the official int(256 / 224 * input_size)."""
-  return int(c.resize_short) if c.resize_short else int(256 / 224 * c.input_size)
+  return int(c.resize_short) or transforms.official_short_side(int(c.input_size))

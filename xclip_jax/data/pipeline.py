@@ -34,7 +34,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from xclip_jax.data import bad_videos, sampling, sources, transforms, worker_lifetime
+from xclip_jax.data import bad_videos, sampling, sources, transforms, views, worker_lifetime
 from xclip_jax.data import config as config_lib
 from xclip_jax.data.decode import VideoDecodeError
 
@@ -53,22 +53,17 @@ class _ClipReader:
     self.source = source
     self.host_indices = np.asarray(host_indices, dtype=np.int64)
     self.train = train
-    self.clips, self.crops = clips, crops
     self.t = int(cfg.num_frames)
     self.size = int(cfg.input_size)
     self.short = config_lib.short_side(cfg)
     self.mode = cfg.sampling
     self.interval = int(cfg.dense_frame_interval)
-    self.multiview = cfg.multiview_sampling
+    self.views = None if train else views.ViewSpec.from_data_config(cfg, clips=clips, crops=crops)
     self.aug = dict(cfg.augment)
     self.backend, self.threads = cfg.decode_backend, int(cfg.decode_threads)
     self.min_frames = int(cfg.min_video_frames)
     self.max_retries = int(cfg.max_bad_retries)
     self.seed = int(cfg.seed)
-
-  def _decode_short(self) -> int:
-    # Frames come out of the decoder with the short side the first transform wants.
-    return self.size if (not self.train and self.crops == 3) else self.short
 
   def train_example(self, pos: int, rng: np.random.Generator) -> dict[str, Any]:
     """Training clip for host position `pos`; a bad video is replaced by a random other one."""
@@ -82,7 +77,7 @@ class _ClipReader:
         frames, _, _ = sources.load_frames(
             item, lambda n: sampling.clip_indices(n, self.t, mode=self.mode, train=True, rng=rng,
                                                   interval=self.interval),
-            backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames,
+            backend=self.backend, threads=self.threads, short_side=self.short, min_frames=self.min_frames,
             on_warning=lambda message, name=item.name: events.append((bad_videos.CUT_OFF, name, message)))
       except VideoDecodeError as e:
         first_bad = int(self.host_indices[pos]) if first_bad < 0 else first_bad
@@ -107,31 +102,23 @@ class _ClipReader:
     raise RuntimeError(f"{self.max_retries + 1} videos in a row failed to decode; last errors: {errors[-3:]}")
 
   def eval_example(self, pos: int) -> dict[str, Any]:
-    """All views of the video at host position `pos` (padding row past the end)."""
-    v = self.clips * self.crops
-    shape = (v, self.t, self.size, self.size, 3)
+    """All views of the video at host position `pos` (`views.read_views`; a padding row past the end)."""
     if pos >= len(self.host_indices):
-      return {"video": np.zeros(shape, np.uint8), "label": np.int32(-1), "index": np.int32(-1),
-              "valid": np.bool_(False), "decode_ok": np.bool_(False), "events": ""}
+      return {"video": self.views.empty(), "label": np.int32(-1), "index": np.int32(-1), "valid": np.bool_(False),
+              "decode_ok": np.bool_(False), "events": ""}
     index = int(self.host_indices[pos])
-    # Official multi-clip evaluation samples clips at random; seed them per video for repeatable numbers.
-    rng = np.random.default_rng([self.seed, index])
     label = -1
     events: list[tuple[str, str, str]] = []
     try:
       item = self.source[index]
       label = item.label
-      frames, _, _ = sources.load_frames(
-          item, lambda n: sampling.multiview_indices(n, self.t, self.clips, mode=self.mode, multiview=self.multiview,
-                                                     rng=rng, interval=self.interval),
-          backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames,
-          on_warning=lambda message: events.append((bad_videos.CUT_OFF, item.name, message)))
-      video = transforms.test_views(frames, clips=self.clips, crops=self.crops, input_size=self.size,
-                                    short=self.short)
+      video = views.read_views(item, self.views, backend=self.backend, threads=self.threads,
+                               min_frames=self.min_frames,
+                               on_warning=lambda message: events.append((bad_videos.CUT_OFF, item.name, message)))
       ok = True
     except VideoDecodeError as e:
       events.append((bad_videos.BAD, e.path, e.reason))
-      video, ok = np.zeros(shape, np.uint8), False
+      video, ok = self.views.empty(), False
       if label < 0:  # The record itself was unreadable: its label is unknown, keep the row (counted wrong).
         label = 0
     return {"video": video, "label": np.int32(label), "index": np.int32(index), "valid": np.bool_(True),
@@ -278,8 +265,7 @@ def make_eval_iterator(data_cfg, *, split: str = "val", clips: int | None = None
   config_lib.validate(data_cfg)
   clips = int(data_cfg.test_clips if clips is None else clips)
   crops = int(data_cfg.test_crops if crops is None else crops)
-  if crops not in (1, 3) or clips < 1:
-    raise ValueError(f"clips must be >= 1 and crops 1 or 3, got {clips}, {crops}")
+  views.ViewSpec.from_data_config(data_cfg, clips=clips, crops=crops)  # bad clips or crops: named before any work
   if process_index is None or process_count is None:
     process_index, process_count = process_info()
   local_b = _local_batch(int(data_cfg.eval_batch_size), process_count, "data.eval_batch_size")
