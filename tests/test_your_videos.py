@@ -19,7 +19,7 @@ import pytest
 from tests import data_fixtures, training_fixtures
 from xclip_jax import predict, pretrained, protocols
 from xclip_jax.data import config as data_config
-from xclip_jax.data import folders, labels, sources, synthetic
+from xclip_jax.data import folders, labels, synthetic, video_source
 from xclip_jax.evaluation import labelled_videos
 from xclip_jax.training import checkpointing
 
@@ -115,12 +115,13 @@ def test_layout_names_splits_and_one_walker_for_training_and_evaluation(videos, 
   assert labelled_videos.labelled_set(videos / "test").class_names == list(CLASSES)  # as written, without
   # The pipeline's source of each split, the test split included; K per class drawn from train/ with a seed.
   cfg = data_config.data_config(source="folders", root=str(videos), readable_names=True)
-  source = sources.make_source(cfg, "test")
+  source = video_source.make_source(cfg, "test")
   assert source.class_names == READABLE and [source[i].name for i in range(len(source))] == [r.path for r in test]
   cfg.k_shot, cfg.k_shot_seed = 3, 1
-  drawn = sources.make_source(cfg, "train").records
-  assert np.bincount([r.label for r in drawn]).tolist() == [3, 3, 3, 3]
-  assert drawn == sources.make_source(cfg, "train").records  # seeded
+  drawn = video_source.make_source(cfg, "train")
+  assert np.bincount(drawn.labels()).tolist() == [3, 3, 3, 3]
+  names = [drawn.name(i) for i in range(len(drawn))]
+  assert names == [video_source.make_source(cfg, "train").name(i) for i in range(12)]  # seeded
   # The class set is the union of the splits' folders, in one order (sorted by folder name).
   root = copy_of(videos, tmp_path)
   write_videos(root / "val" / "BoxJumping", 3, 5, 1, seed=99)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from xclip_jax.data import transforms
+from xclip_jax.data import transforms, video_source
 from xclip_jax.data.sampling import DEFAULT_MULTIVIEW_SAMPLING, MULTIVIEW_SAMPLINGS, SAMPLINGS
 
-SOURCES = ("files", "tfds", "arrayrecord", "synthetic", "folders", "frames")
 DECODE_BACKENDS = ("pyav", "decord")
 
 
@@ -132,8 +131,8 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Fails early, with the field name, on values the pipeline cannot use."""
-  if c.source not in SOURCES:
-    raise ValueError(f"data.source must be one of {SOURCES}, got {c.source!r}")
+  if c.source not in video_source.source_kinds():
+    raise ValueError(f"data.source must be one of {video_source.source_kinds()}, got {c.source!r}")
   if c.sampling not in SAMPLINGS:
     raise ValueError(f"data.sampling must be one of {SAMPLINGS}, got {c.sampling!r}")
   if c.decode_backend not in DECODE_BACKENDS:

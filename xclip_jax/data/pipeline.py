@@ -34,7 +34,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from xclip_jax.data import bad_videos, sampling, sources, transforms, views, worker_lifetime
+from xclip_jax.data import bad_videos, sampling, transforms, video_source, views, worker_lifetime
 from xclip_jax.data import config as config_lib
 from xclip_jax.data.decode import VideoDecodeError
 
@@ -74,9 +74,8 @@ class _ClipReader:
       item = None
       try:
         item = self.source[int(self.host_indices[pos])]
-        frames, _, _ = sources.load_frames(
-            item, lambda n: sampling.clip_indices(n, self.t, mode=self.mode, train=True, rng=rng,
-                                                  interval=self.interval),
+        frames, _, _ = item.load_frames(
+            lambda n: sampling.clip_indices(n, self.t, mode=self.mode, train=True, rng=rng, interval=self.interval),
             backend=self.backend, threads=self.threads, short_side=self.short, min_frames=self.min_frames,
             on_warning=lambda message, name=item.name: events.append((bad_videos.CUT_OFF, name, message)))
       except VideoDecodeError as e:
@@ -215,7 +214,7 @@ def make_train_iterator(data_cfg, *, split: str = "train", seed: int | None = No
   if process_index is None or process_count is None:
     process_index, process_count = process_info()
   local_b = _local_batch(int(data_cfg.batch_size), process_count, "data.batch_size")
-  source = sources.make_source(data_cfg, split)
+  source = video_source.make_source(data_cfg, split)
   host = source.host_indices(process_index, process_count)
   if len(host) < local_b:
     raise ValueError(f"process {process_index} has {len(host)} videos, fewer than its batch of {local_b}")
@@ -269,7 +268,7 @@ def make_eval_iterator(data_cfg, *, split: str = "val", clips: int | None = None
   if process_index is None or process_count is None:
     process_index, process_count = process_info()
   local_b = _local_batch(int(data_cfg.eval_batch_size), process_count, "data.eval_batch_size")
-  source = sources.make_source(data_cfg, split)
+  source = video_source.make_source(data_cfg, split)
   host = source.host_indices(process_index, process_count)
   longest = max(len(source.host_indices(p, process_count)) for p in range(process_count))
   num_batches = max(math.ceil(longest / local_b), 1)

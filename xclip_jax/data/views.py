@@ -31,7 +31,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from xclip_jax.data import decode, sampling, sources, transforms
+from xclip_jax.data import sampling, sources, transforms
+from xclip_jax.data.video_source import EncodedVideo
 
 MULTIVIEW_SAMPLINGS = sampling.MULTIVIEW_SAMPLINGS
 DEFAULT_MULTIVIEW_SAMPLING = sampling.DEFAULT_MULTIVIEW_SAMPLING
@@ -120,22 +121,19 @@ class ViewSpec:
     return np.zeros((self.count, self.frames, self.size, self.size, 3), np.uint8)
 
 
-def read_views(video: sources.EncodedVideo | str | os.PathLike, spec: ViewSpec, *,
-               indices: np.ndarray | None = None, backend: str = "pyav", threads: int = 1, min_frames: int = 1,
+def read_views(video: EncodedVideo | str | os.PathLike, spec: ViewSpec, *, indices: np.ndarray | None = None,
+               backend: str = "pyav", threads: int = 1, min_frames: int = 1,
                on_warning: Callable[[str], None] | None = None) -> np.ndarray:
   """Decodes the frames `spec` samples from a video (a file, a URL, or a data source's item) into its views.
 
   `indices` (clips x T frame indices) replaces the sampling, e.g. for frames at given times. Raises
   `decode.VideoDecodeError` naming the video if it cannot be read.
   """
-  name = video.name if isinstance(video, sources.EncodedVideo) else os.fspath(video)
+  item = video if isinstance(video, EncodedVideo) else sources.VideoFile.at(os.fspath(video))
 
   def pick(num_frames: int) -> np.ndarray:
-    return np.asarray(indices, np.int64) if indices is not None else spec.frame_indices(num_frames, name)
+    return np.asarray(indices, np.int64) if indices is not None else spec.frame_indices(num_frames, item.name)
 
-  kwargs = dict(short_side=spec.decode_short_side, min_frames=min_frames, on_warning=on_warning)
-  if isinstance(video, sources.EncodedVideo):
-    frames, _, _ = sources.load_frames(video, pick, backend=backend, threads=threads, **kwargs)
-  else:
-    frames, _, _ = decode.read_frames(name, pick, backend=backend, threads=threads, **kwargs)
+  frames, _, _ = item.load_frames(pick, backend=backend, threads=threads, short_side=spec.decode_short_side,
+                                  min_frames=min_frames, on_warning=on_warning)
   return spec.views(frames)

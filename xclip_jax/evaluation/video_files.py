@@ -34,7 +34,7 @@ import numpy as np
 from etils import epath
 
 from xclip_jax import storage
-from xclip_jax.data import decode, sources, views
+from xclip_jax.data import decode, sources, video_source, views
 
 # VIDEO_EXTENSIONS (what a folder is searched for) and VideoInputError (a path given is missing, an empty folder
 # or a malformed list; the message names it) live with the folder walker, which the data pipeline shares.
@@ -168,12 +168,12 @@ Video = str | os.PathLike | SourceVideo
 _SOURCE_READS = threading.Lock()  # data sources are not documented as thread-safe: read items one at a time
 
 
-def _readable(video: Video) -> sources.EncodedVideo | str:
-  """A path as it is; a `SourceVideo`'s item, read from its source (one at a time)."""
+def _readable(video: Video) -> video_source.EncodedVideo:
+  """A path as a `VideoFile`; a `SourceVideo`'s item, read from its source (one at a time)."""
   if isinstance(video, SourceVideo):
     with _SOURCE_READS:
       return video.source[video.index]
-  return os.fspath(video)
+  return sources.VideoFile.at(os.fspath(video))
 
 
 def sampled_frames(video: Video, frames: int, *, clips: int = 1, short_side: int | None = None,
@@ -184,13 +184,9 @@ def sampled_frames(video: Video, frames: int, *, clips: int = 1, short_side: int
   the video's size. Raises `decode.VideoDecodeError` naming the video if it cannot be read.
   """
   item = _readable(video)
-  name = item.name if isinstance(item, sources.EncodedVideo) else item
   spec = views.ViewSpec(frames=frames, size=1, clips=clips, multiview_sampling=multiview_sampling)
-  pick = lambda n: spec.frame_indices(n, name)
-  if isinstance(item, sources.EncodedVideo):
-    picked, _, _ = sources.load_frames(item, pick, short_side=short_side, on_warning=lambda message: None)
-  else:
-    picked, _, _ = decode.read_frames(item, pick, short_side=short_side, on_warning=lambda message: None)
+  picked, _, _ = item.load_frames(lambda n: spec.frame_indices(n, item.name), short_side=short_side,
+                                  on_warning=lambda message: None)
   return picked.reshape(clips, frames, *picked.shape[1:])
 
 

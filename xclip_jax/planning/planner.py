@@ -64,12 +64,12 @@ def class_count(config: ml_collections.ConfigDict, num_classes: int | None = Non
   """Classes of the run: given, from data.class_names, or from the training source as the trainer reads it."""
   if num_classes:
     return int(num_classes)
-  from xclip_jax.data import labels, sources
+  from xclip_jax.data import labels, video_source
 
   if config.data.class_names:
     return len(labels.read_class_names(labels.resolve_class_csv(config.data.class_names)))
   try:
-    return len(sources.make_source(config.data, "train").class_names)
+    return len(video_source.make_source(config.data, "train").class_names)
   except Exception as error:
     raise ValueError(f"Cannot tell the number of classes: config.data.class_names is empty and the training data "
                      f"could not be read ({error}). Set --config.data.class_names or pass --num-classes.") from error
