@@ -59,6 +59,22 @@ def test_config_builds(name, arg):
     assert config.protocol == ("few_shot" if "shots" in arg else "supervised")
   config.lock()  # main locks configs: every field the code reads must exist already
   assert config.train.train_text in (True, False)
+  # One home per value: the clips have the model's frames, whichever of the two names is set.
+  for name_set, value in (("model.frames", 16), ("data.num_frames", 32)):
+    block, field = name_set.split(".")
+    config[block][field] = value
+    assert config.model.frames == config.data.num_frames == value, name_set
+  assert "test_clips" not in config.data and "test_crops" not in config.data  # eval.final_* are the views
+
+
+def test_the_schedule_length_is_computed_in_one_place():
+  """optimizer.schedule_steps: epochs x steps per epoch, or total_steps with the warm-up's share of the epochs."""
+  from xclip_jax.training import optimizer
+
+  train = load("kinetics.py", "").train  # 30 epochs, 5 of warm-up
+  assert optimizer.schedule_steps(train, 40) == (1200, 200)
+  train.total_steps = 600
+  assert optimizer.schedule_steps(train, 40) == (600, 100)
 
 
 def test_every_config_file_is_covered():

@@ -3,10 +3,8 @@
 Interfaces used by the training code:
 
 * `make_train_iterator(data_cfg, *, split="train", seed)` -> `TrainIterator`, an infinite iterator of
-  per-process numpy batches {"video": uint8 (b, T, H, W, 3), "label": int32 (b,), "index": int32 (b,)}
-  (with `data.augment.color_on_device` also "color": float32 (b, T, C), the colour augmentation the train step
-  applies with `device_color.apply`),
-  b = data.batch_size // jax.process_count(). Each process reads its own disjoint part of the data
+  per-process numpy training batches (their keys and shapes: `xclip_jax.data.batches`), b = data.batch_size //
+  jax.process_count(). Each process reads its own disjoint part of the data
   (`source.host_indices`), shuffles it with `seed` (re-shuffled every epoch), decodes + augments in
   `data.num_workers` grain worker processes (whole batches are built in the workers) and is deterministic
   for a seed whatever the worker count. `get_state()/set_state()` give exact resume; the iterator is a
@@ -15,10 +13,9 @@ Interfaces used by the training code:
   part and counted: `it.bad_videos` (total, kept in the state) and `it.recent_bad` (last (index, name)
   pairs seen in this process); the process's `bad_videos.BadVideoLog` prints one line per file and keeps
   `data.bad_video_log` (one row per file). Workers do not log: each example carries its events.
-* `make_eval_iterator(data_cfg, *, split="val", clips=None, crops=None)` -> `EvalIterator`, one pass of
-  {"video": uint8 (b, V, T, H, W, 3) with V = crops x clips, crop-major (official layout: view
-  v = crop * clips + clip), "label", "index" int32 (b,), "valid" bool (False on padding rows of the last
-  batch), "decode_ok" bool (False: the video failed to decode; a valid row to count as an error)}.
+* `make_eval_iterator(data_cfg, *, split="val", clips=1, crops=1)` -> `EvalIterator`, one pass of evaluation
+  batches (`xclip_jax.data.batches`): V = crops x clips views per video from the one view builder
+  (`xclip_jax.data.views`), crop-major (official layout: view v = crop * clips + clip), padding rows marked.
   Every process yields the same number of batches (padding), so multi-host evaluation stays in lockstep.
   Count accuracy over valid rows: correct = valid & decode_ok & (pred == label); denominator = valid.sum().
 * `global_batch(local_batch, mesh, batch_axes=("data", "fsdp"))` -> dict of global `jax.Array`s built
@@ -34,7 +31,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from xclip_jax.data import bad_videos, sampling, transforms, video_source, views, worker_lifetime
+from xclip_jax.data import bad_videos, batches, sampling, transforms, video_source, views, worker_lifetime
 from xclip_jax.data import config as config_lib
 from xclip_jax.data.decode import VideoDecodeError
 
@@ -93,18 +90,19 @@ class _ClipReader:
       extra = {}
       if a.get("color_on_device"):  # Same draws; the train step applies them (xclip_jax.data.device_color).
         video = transforms.train_geometry(frames, rng, **geometry)
-        extra["color"] = transforms.color_params(rng, len(video), **color)
+        extra[batches.COLOR] = transforms.color_params(rng, len(video), **color)
       else:
         video = transforms.train_clip(frames, rng, **geometry, **color)
-      return {"video": video, "label": np.int32(item.label), "index": np.int32(item.index), "n_bad": np.int32(n_bad),
+      return {batches.VIDEO: video, batches.LABEL: np.int32(item.label), batches.INDEX: np.int32(item.index),
+              "n_bad": np.int32(n_bad),
               "bad_index": np.int32(first_bad), "events": bad_videos.encode_events(events), **extra}
     raise RuntimeError(f"{self.max_retries + 1} videos in a row failed to decode; last errors: {errors[-3:]}")
 
   def eval_example(self, pos: int) -> dict[str, Any]:
     """All views of the video at host position `pos` (`views.read_views`; a padding row past the end)."""
     if pos >= len(self.host_indices):
-      return {"video": self.views.empty(), "label": np.int32(-1), "index": np.int32(-1), "valid": np.bool_(False),
-              "decode_ok": np.bool_(False), "events": ""}
+      return {batches.VIDEO: self.views.empty(), batches.LABEL: np.int32(-1), batches.INDEX: np.int32(-1),
+              batches.VALID: np.bool_(False), batches.DECODE_OK: np.bool_(False), "events": ""}
     index = int(self.host_indices[pos])
     label = -1
     events: list[tuple[str, str, str]] = []
@@ -120,8 +118,8 @@ class _ClipReader:
       video, ok = self.views.empty(), False
       if label < 0:  # The record itself was unreadable: its label is unknown, keep the row (counted wrong).
         label = 0
-    return {"video": video, "label": np.int32(label), "index": np.int32(index), "valid": np.bool_(True),
-            "decode_ok": np.bool_(ok), "events": bad_videos.encode_events(events)}
+    return {batches.VIDEO: video, batches.LABEL: np.int32(label), batches.INDEX: np.int32(index),
+            batches.VALID: np.bool_(True), batches.DECODE_OK: np.bool_(ok), "events": bad_videos.encode_events(events)}
 
 
 class _TrainMap:
@@ -247,8 +245,8 @@ class EvalIterator:
   def __next__(self) -> dict[str, np.ndarray]:
     batch = dict(next(self._inner))
     self.bad_log.record_encoded(batch.pop("events"))
-    failed = batch["valid"] & ~batch["decode_ok"]
-    for i in batch["index"][failed]:
+    failed = batch[batches.VALID] & ~batch[batches.DECODE_OK]
+    for i in batch[batches.INDEX][failed]:
       self.decode_failures.append((int(i), self.source.name(int(i))))
     return batch
 
@@ -258,12 +256,10 @@ class EvalIterator:
       self._inner.close()
 
 
-def make_eval_iterator(data_cfg, *, split: str = "val", clips: int | None = None, crops: int | None = None,
+def make_eval_iterator(data_cfg, *, split: str = "val", clips: int = 1, crops: int = 1,
                        process_index: int | None = None, process_count: int | None = None) -> EvalIterator:
   """One pass over this process's part of `split` with all views per video (see the module docstring)."""
   config_lib.validate(data_cfg)
-  clips = int(data_cfg.test_clips if clips is None else clips)
-  crops = int(data_cfg.test_crops if crops is None else crops)
   views.ViewSpec.from_data_config(data_cfg, clips=clips, crops=crops)  # bad clips or crops: named before any work
   if process_index is None or process_count is None:
     process_index, process_count = process_info()

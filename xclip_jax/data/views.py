@@ -79,12 +79,11 @@ class ViewSpec:
                        f"{self.multiview_sampling!r}")
 
   @classmethod
-  def from_data_config(cls, cfg, *, clips: int | None = None, crops: int | None = None) -> ViewSpec:
-    """The views of a data config block (`data.num_frames`, `input_size`, `resize_short`, `sampling`, ...);
-    clips and crops default to `data.test_clips` / `data.test_crops`."""
-    return cls(frames=int(cfg.num_frames), size=int(cfg.input_size),
-               clips=int(cfg.test_clips if clips is None else clips),
-               crops=int(cfg.test_crops if crops is None else crops), resize_short=int(cfg.resize_short),
+  def from_data_config(cls, cfg, *, clips: int = 1, crops: int = 1) -> ViewSpec:
+    """`clips` x `crops` views as a data config block says (`data.num_frames`, `input_size`, `resize_short`,
+    `sampling`, `multiview_sampling`, `dense_frame_interval`)."""
+    return cls(frames=int(cfg.num_frames), size=int(cfg.input_size), clips=int(clips), crops=int(crops),
+               resize_short=int(cfg.resize_short),
                sampling=cfg.sampling, multiview_sampling=cfg.multiview_sampling,
                interval=int(cfg.dense_frame_interval))
 

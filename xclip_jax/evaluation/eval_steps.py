@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xclip_jax.data import device_ops
+from xclip_jax.data import batches, device_ops
 
 Metrics = dict[str, jax.Array]
-PER_VIDEO_FIELDS = ("label", "index", "valid", "decode_ok")  # of an evaluation batch (`data.pipeline`)
+PROBABILITIES = "probabilities"  # the eval step's (b, K) output, beside the batch's per-video rows
 
 
 def _view_probabilities(model_graphdef: nnx.GraphDef, model_state: nnx.State, videos: jax.Array,
@@ -47,8 +47,8 @@ def make_eval_step(model_graphdef: nnx.GraphDef) -> Callable:
   probabilities = make_probability_step(model_graphdef)
 
   def step(model_state: nnx.State, batch: dict[str, jax.Array], text_features: jax.Array) -> Metrics:
-    rows = {key: batch[key] for key in PER_VIDEO_FIELDS}
-    return {"probabilities": probabilities(model_state, batch["video"], text_features), **rows}
+    rows = {key: batch[key] for key in batches.EVAL_ROW_FIELDS}
+    return {PROBABILITIES: probabilities(model_state, batch[batches.VIDEO], text_features), **rows}
 
   return step
 

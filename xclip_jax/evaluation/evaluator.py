@@ -17,7 +17,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from xclip_jax import sharding
-from xclip_jax.data import pipeline
+from xclip_jax.data import batches, pipeline
 from xclip_jax.evaluation import eval_steps, scoring
 from xclip_jax.tokenizer import tokenize
 
@@ -87,18 +87,19 @@ class Evaluator:
     rows of the split's videos only (every process gets every process's rows; frames are this process's)."""
     iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
     text = self.text_features(state, list(iterator.source.class_names), context_length)
-    rows: dict[str, list[np.ndarray]] = {"probabilities": [], "label": [], "index": [], "decode_ok": [], "frames": []}
+    kept = (eval_steps.PROBABILITIES, batches.LABEL, batches.INDEX, batches.DECODE_OK)
+    rows: dict[str, list[np.ndarray]] = {key: [] for key in (*kept, "frames")}
     try:
       with jax.set_mesh(self.mesh):
         for number, local in enumerate(iterator):
-          if 0 <= max_batches <= number or 0 <= max_videos <= sum(len(i) for i in rows["index"]):
+          if 0 <= max_batches <= number or 0 <= max_videos <= sum(len(i) for i in rows[batches.INDEX]):
             break
           out = jax.device_get(self._run_step(state, pipeline.global_batch(local, self.mesh), text))
-          keep = np.asarray(out["valid"])
-          for key in ("probabilities", "label", "index", "decode_ok"):
+          keep = np.asarray(out[batches.VALID])
+          for key in kept:
             rows[key].append(np.asarray(out[key])[keep])
           if keep_frames:  # single process: the local rows are all the rows
-            rows["frames"].append(local["video"][local["valid"], 0])
+            rows["frames"].append(local[batches.VIDEO][local[batches.VALID], 0])
     finally:
       iterator.close()
     n = None if max_videos < 0 else max_videos
@@ -109,7 +110,8 @@ class Evaluator:
     rows, iterator = self._pass(state, data_cfg, split=split, clips=clips, crops=crops, context_length=context_length,
                                 max_batches=max_batches)
     class_names = list(iterator.source.class_names)
-    scores = scoring.score(rows["probabilities"], rows["label"], rows["decode_ok"], len(class_names))
+    scores = scoring.score(rows[eval_steps.PROBABILITIES], rows[batches.LABEL], rows[batches.DECODE_OK],
+                           len(class_names))
     result = EvalResult(top1=scores.top1, top5=scores.top5, videos=scores.videos, decode_failures=scores.failures,
                         num_classes=len(class_names), views=f"{clips}x{crops}",
                         failed_videos=[name for _, name in iterator.decode_failures])
@@ -127,12 +129,12 @@ class Evaluator:
       raise ValueError(f"Evaluator.predict runs in one process; this run has {jax.process_count()}.")
     rows, iterator = self._pass(state, data_cfg, split=split, clips=clips, crops=crops, context_length=context_length,
                                 max_videos=max_videos, keep_frames=keep_frames)
-    names = [iterator.source.name(int(i)) for i in rows["index"]]
-    decoded = rows["decode_ok"]
+    names = [iterator.source.name(int(i)) for i in rows[batches.INDEX]]
+    decoded = rows[batches.DECODE_OK]
     frames = rows["frames"] if keep_frames else np.zeros((len(names), 0), np.uint8)
-    return Predictions(probabilities=rows["probabilities"], labels=np.where(decoded, rows["label"], -1),
+    return Predictions(probabilities=rows[eval_steps.PROBABILITIES], labels=np.where(decoded, rows[batches.LABEL], -1),
                        frames=frames, names=names, class_names=list(iterator.source.class_names),
-                       true_labels=rows["label"],
+                       true_labels=rows[batches.LABEL],
                        errors={name: iterator.bad_log.rows.get(name, [0, "failed to decode"])[1]
                                for name, ok in zip(names, decoded, strict=True) if not ok})
 

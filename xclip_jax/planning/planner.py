@@ -25,7 +25,7 @@ from xclip_jax.models.config import ModelConfig
 from xclip_jax.planning import chips, compiled, input_budget, roofline, topologies
 from xclip_jax.training import optimizer, programs, run_model, train_state
 
-NOMINAL_TOTAL_STEPS = 1000  # the schedule's length only sets constants of the program, not its shape
+NOMINAL_STEPS_PER_EPOCH = 100  # the schedule's length only sets constants of the program, not its shape
 
 
 @dataclasses.dataclass
@@ -117,8 +117,8 @@ def build_programs(config: ml_collections.ConfigDict, mesh: Any, num_classes: in
   """The jitted programs and abstract arguments of `main`'s run of `config` on `mesh` (nothing compiled yet)."""
   model_config = run_model.model_config_from(config)
   programs.check_run(config, model_config, mesh, process_count)
-  total = int(config.train.total_steps) if int(config.train.total_steps) > 0 else NOMINAL_TOTAL_STEPS
-  tx, schedules = optimizer.make_optimizer(config.train, total, min(total // 10, total - 1))
+  tx, schedules = optimizer.make_optimizer(config.train, *optimizer.schedule_steps(config.train,
+                                                                                    NOMINAL_STEPS_PER_EPOCH))
   trainable = optimizer.trainable_filter(bool(config.train.train_text))
   state = train_state.abstract_initial_state(model_config, tx, trainable, mesh)
   step_config = programs.train_step_config(config, num_classes, mesh)

@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from xclip_jax import sharding, storage
-from xclip_jax.data import pipeline
+from xclip_jax.data import batches, pipeline
 from xclip_jax.evaluation.evaluator import Evaluator
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.tokenizer import tokenize
@@ -88,12 +88,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
   class_names = list(train_iterator.source.class_names)
   batch_size = int(data_cfg.batch_size)
   steps_per_epoch = max(len(train_iterator.source) // batch_size, 1)
-  if int(config.train.total_steps) > 0:
-    total_steps = int(config.train.total_steps)
-    warmup_steps = int(round(total_steps * float(config.train.warmup_epochs) / max(float(config.train.epochs), 1)))
-  else:
-    total_steps = int(round(float(config.train.epochs) * steps_per_epoch))
-    warmup_steps = int(round(float(config.train.warmup_epochs) * steps_per_epoch))
+  total_steps, warmup_steps = optimizer.schedule_steps(config.train, steps_per_epoch)
   logging.info("%d training videos, %d classes, batch %d: %d steps/epoch, %d steps (%d warm-up)",
                len(train_iterator.source), len(class_names), batch_size, steps_per_epoch, total_steps, warmup_steps)
 
@@ -141,7 +136,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
   with _PreemptionWatch() as watch, jax.set_mesh(mesh):
     while step < total_steps:
       batch = pipeline.global_batch(
-          {k: v for k, v in next(train_iterator).items() if k in ("video", "label", "color")}, mesh)
+          {k: v for k, v in next(train_iterator).items() if k in batches.TRAIN_DEVICE_KEYS}, mesh)
       state.state, step_metrics = train_step(state.state, batch, text_inputs, rng)
       step += 1
       reporter.update(step, step_metrics, {"bad_videos": train_iterator.bad_videos} if step % max(
