@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from xclip_jax import protocols
+from xclip_jax import demo, protocols
 from xclip_jax.data import config as data_config
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.models.xclip import create_model
@@ -45,7 +45,7 @@ def test_config_builds(name, arg):
   data_config.validate(config.data)
   model = run_model.model_config_from(config)
   assert isinstance(model, ModelConfig)
-  assert config.protocol in ("supervised", "few_shot", "zero_shot", "demo")
+  assert config.protocol in protocols.PROTOCOLS
   assert model.num_frames == config.data.num_frames
   if "@336" in arg:
     assert config.data.input_size == 336 and model.image_size == 336 and config.model.remat
@@ -100,9 +100,9 @@ def test_demo_seed_changes_data_and_initialisation():
   assert seeds(one) == (1, 1, 1, 1) and seeds(two) == (2, 2, 2, 2)
   # Each run's data is under its own workdir unless data.synthetic_dir says otherwise.
   assert one.data.synthetic_dir == two.data.synthetic_dir == ""
-  assert protocols.demo_data_dir(one, "gs://bucket/runs/demo") == "gs://bucket/runs/demo/data"
+  assert demo.demo_data_dir(one, "gs://bucket/runs/demo") == "gs://bucket/runs/demo/data"
   one.data.synthetic_dir = "/data/shapes"
-  assert protocols.demo_data_dir(one, "runs/demo") == "/data/shapes"
+  assert demo.demo_data_dir(one, "runs/demo") == "/data/shapes"
 
 
 def test_video_position_init_std_changes_only_the_position_embeddings():

@@ -10,8 +10,6 @@ import ml_collections
 
 from xclip_jax.data.config import data_config
 
-PROTOCOLS = ("supervised", "few_shot", "zero_shot", "demo")
-
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """'variant=B/16,frames=8,shrink=True' -> ConfigDict; values typed like the defaults; unknown keys fail."""
