@@ -12,7 +12,6 @@ The schedule is built here only: its length from the run config (`schedule_steps
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -106,7 +105,3 @@ def make_optimizer(train_config: Any, total_steps: int, warmup_steps: int
   if float(train_config.grad_clip_norm) > 0:  # not in the official recipe; off by default
     transform = optax.chain(optax.clip_by_global_norm(float(train_config.grad_clip_norm)), transform)
   return transform, schedules
-
-
-def learning_rates(schedules: dict[str, Callable], step: int) -> dict[str, float]:
-  return {f"lr/{name}": float(schedule(step)) for name, schedule in schedules.items()}
