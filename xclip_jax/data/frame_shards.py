@@ -249,7 +249,7 @@ def load_frames(item, pick: Callable[[int], np.ndarray], *, short_side: int | No
                 min_frames: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
   """Frames `pick(count)` of a frame-shard video: read in one batch, decoded, short side resized to `short_side`.
 
-  Same contract as `sources.load_frames`; a record that does not read or decode raises
+  Same contract as `EncodedVideo.load_frames`; a record that does not read or decode raises
   `decode.VideoDecodeError` naming the video, the shard and the record.
   """
   source, video = item.source, item.video
