@@ -109,11 +109,11 @@ def test_build_stores_the_frames_players_show(built):
   vfr = [F.decoded_index(f) for f in _frames_of(src, "vfr.mp4")]
   assert vfr[:15] == list(range(11)) + [14, 18, 22, 26] and len(vfr) in (15, 16)
   i = [src.name(k) for k in range(len(src))].index("vfr.mp4")
-  assert src.index.fps[src.ids[i]] == 10.0
+  assert src.index.fps[i] == 10.0
   # The index keeps each video's label and list position.
   for k in range(len(src)):
     entry = next(e for e in built["entries"] if e.name == src.name(k))
-    assert src[k].label == entry.label and src.index.list_index[src.ids[k]] == built["entries"].index(entry)
+    assert src[k].label == entry.label and src.index.list_index[k] == built["entries"].index(entry)
 
 
 def _cfg(out, frames=None, **overrides):

@@ -59,10 +59,11 @@ def test_tiny_train_and_eval_steps_compile_for_tpu_with_fsdp(fsdp_plan):
   assert names[0] == "train step" and any(name.startswith("eval step") for name in names)
   for program in plan.programs:
     assert program.refusal is None and program.fits
-    assert program.argument_bytes > 0 and program.temp_bytes > 0 and program.code_bytes > 0
+    assert program.argument_bytes > 0 and program.code_bytes > 0
     assert 0 < program.total_bytes < target.chip.hbm_bytes
   train = plan.programs[0]
-  assert train.alias_bytes > 0  # the donated state is updated in place
+  # XLA reports no temporaries for this tiny model's eval step (per-video probabilities out, no top_k on device).
+  assert train.alias_bytes > 0 and train.temp_bytes > 0  # the donated state is updated in place
   # FSDP: parameters are gathered before use and gradients reduced across the 4 chips.
   assert train.collectives.count["all-gather"] > 0
   assert train.collectives.count["reduce-scatter"] + train.collectives.count["all-reduce"] > 0
