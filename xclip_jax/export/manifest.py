@@ -1,8 +1,8 @@
 """manifest.json: everything a serving process needs besides the model files, in plain JSON.
 
 The input section states how the project's test pipeline turns a video into the model's input: which frames
-(`data.sampling.segment_test`, what `evaluation.video_files.video_views` uses for one clip), the short-side
-resize and the centre crop (`data.transforms.test_views`), the mean and std (`data.device_ops`). The values are
+(`data.sampling.segment_test`, what the one view builder `data.views.ViewSpec` uses for one clip), the short-side
+resize and the centre crop (`ViewSpec.views`), the mean and std (`data.device_ops`). The values are
 read from those modules here, so the manifest follows them.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from xclip_jax.data import device_ops, sampling, transforms
-from xclip_jax.evaluation import video_files
+from xclip_jax.data.views import ViewSpec
 from xclip_jax.export.functions import BATCH, TEXTS, ExportFunction
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.tokenizer import EOT_ID, SOT_ID
@@ -29,8 +29,8 @@ def _qualified(function) -> str:
 
 
 def short_side(size: int) -> int:
-  """The short side frames are resized to before the centre crop (official 256 for 224), as `video_views`."""
-  return int(256 / 224 * size)
+  """The short side frames are resized to before the centre crop (official 256 for 224), as the view builder."""
+  return ViewSpec(frames=1, size=size).short_side
 
 
 def input_section(config: ModelConfig) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def input_section(config: ModelConfig) -> dict[str, Any]:
       "std": list(device_ops.IMAGENET_STD),
       "normalization": "inside the model files: (pixel - mean) / std per RGB channel on 0-255 values",
       "sampling": {
-          "function": f"{_qualified(video_files.video_views)}(video, frames={frames}, size={size}, clips=1, crops=1)",
+          "function": f"{_qualified(ViewSpec)}(frames={frames}, size={size}, clips=1, crops=1)",
           "frame_indices": _qualified(sampling.segment_test),
           "frame_indices_formula": "n = number of decoded frames; index_i = int(i * (n / frames) + (n / frames) / 2) "
                                    "% n for i in 0 .. frames - 1 (centre of each of `frames` equal segments)",
