@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from tests import data_fixtures
+from tests import data_fixtures, search_fixtures
 from xclip_jax.data import decode, frame_stream, synthetic
 from xclip_jax.inference import InferenceModel
 from xclip_jax.models import frame_count
@@ -20,7 +20,9 @@ from xclip_jax.search.windows import plan_windows, window_lengths
 
 @pytest.fixture(scope="module")
 def model():
-  return InferenceModel(create_model(variant_config("tiny", frames=4, patch_size=16)))
+  """A random model of the trained one's shapes (tests/search_fixtures.py): after test_search.py, whose model
+  has them, its eager initialisation and programs are mostly compiled already."""
+  return InferenceModel(create_model(variant_config("tiny", frames=search_fixtures.FRAMES, **search_fixtures.MODEL)))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,7 @@ def test_a_model_at_other_frame_counts(model):
   videos = np.random.default_rng(0).normal(size=(2, 8, 32, 32, 3)).astype(np.float32)
   assert model.at_frames(4) is model
   at_8 = model.at_frames(8)
-  assert at_8.config.num_frames == 8 and at_8.encode_video(videos).embedding.shape == (2, 32)
+  assert at_8.config.num_frames == 8 and at_8.encode_video(videos).embedding.shape == (2, model.config.embed_dim)
   with pytest.raises(ValueError, match="shape"):
     model.encode_video(videos)
 
@@ -165,9 +167,10 @@ def test_moments_grow_around_peaks_and_exact_search_agrees_with_numpy():
 def test_the_scale_benchmark_prints_its_figures(capsys):
   from scripts import benchmark_search
 
-  # The search parts at a small size (the indexing part, a minute here, is left to the script's own runs).
-  assert benchmark_search.main(["--parts", "exact,approximate", "--windows", "5000", "--approximate-windows",
-                                "10000", "--faiss-threads", "1"]) == 0
+  # The search parts at the smallest sizes that run every step (the figures are the script's own runs', in
+  # docs/search.md; so is the indexing part, a minute here).
+  assert benchmark_search.main(["--parts", "exact,approximate", "--windows", "2000", "--approximate-windows",
+                                "3000", "--faiss-threads", "1"]) == 0
   out = capsys.readouterr().out
   assert "top-10 equal to numpy's: True" in out and "read back" in out
   assert out.count("recall@10") == 3 and "re-scored" in out
