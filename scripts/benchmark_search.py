@@ -7,9 +7,10 @@
 exact: N unit vectors of 512 dims (float16, clustered like embeddings: 1000 centres plus noise) searched with
   `search.query.Searcher` (faiss's exact float16 flat index), one query at a time and 16 at once: ms per query.
 approximate: M such vectors, generated in chunks, written as float16 to a memory-mapped .npy (as an index
-  stores them) and added to a faiss IVF-PQ index (codes in memory), while the exact top-10 of 100 queries is
-  kept in the same pass; recall@10 against it at several nprobe: of the codes alone, and with the top 100
-  re-scored exactly from the vectors on disk; ms per query.
+  stores them) and added to faiss IVF indexes (--approximate-kinds, index_factory strings: IVF-PQ and IVF-SQ8
+  by default; codes in memory), while the exact top-10 of 100 queries is kept in the same pass; recall@10
+  against it at several nprobe: of the codes alone, and with the top --rescore re-scored exactly from the
+  vectors on disk; bytes per vector, ms per query.
 indexing: a synthetic 640x360 30 fps H.264 video (textured moving shapes, x264's default keyframe interval)
   indexed with 8 s windows every 4 s by `search.embedder` (stream decode of the frames the windows sample,
   batched model) and by a naive loop (decode every frame with PyAV to RGB, resize it, one model call per
@@ -97,30 +98,45 @@ def exact(windows: int) -> None:
         f"top-10 equal to numpy's: {same}", flush=True)
 
 
-def approximate(windows: int) -> None:
-  """IVF-PQ codes in memory, the float16 vectors on disk (an index's .npy, memory-mapped): the top 100 of the
-  codes re-scored exactly from the vectors."""
+KINDS = "IVF{lists},PQ64np;IVF{lists},SQ8"  # faiss index_factory strings; {lists}: the inverted lists for the size
+
+
+def approximate(windows: int, kinds: str = KINDS, rescore: int = 100, nprobes: tuple[int, ...] = (8, 32, 128)
+                ) -> None:
+  """Approximate indexes (faiss index_factory strings, codes in memory) over the same vectors, whose float16
+  copy is on disk (an index's .npy, memory-mapped): recall@10 against the exact top-10, from the codes alone
+  and with the top `rescore` of the codes re-scored exactly from the vectors on disk."""
   import faiss
+
+  from xclip_jax.search import approximate as search_approximate
 
   centres = _centres()
   queries = _queries(centres, 100)
   chunk = 1 << 18
-  lists = 4096 if windows >= 4_000_000 else 1024 if windows >= 200_000 else 64
-  quantizer = faiss.IndexFlatIP(DIM)
-  index = faiss.IndexIVFPQ(quantizer, DIM, lists, 64, 8, faiss.METRIC_INNER_PRODUCT)
-  started = time.perf_counter()
-  index.train(_vectors(min(windows, max(40 * lists, 10_000)), 777, centres))
-  trained = time.perf_counter() - started
+  lists = search_approximate.lists_for(windows)  # as the product's approximate index chooses them
+  indexes = {kind.format(lists=lists): faiss.index_factory(DIM, kind.format(lists=lists), faiss.METRIC_INNER_PRODUCT)
+             for kind in kinds.split(";")}
+  sample = _vectors(min(windows, max(40 * lists, 10_000)), 777, centres)
+  seconds = collections.defaultdict(float)
+  for name, index in indexes.items():
+    t = time.perf_counter()
+    index.train(sample)
+    seconds[name] = time.perf_counter() - t
+  del sample
   best_scores = np.full((len(queries), 10), -np.inf, np.float32)
   best_ids = np.full((len(queries), 10), -1, np.int64)
+  started = time.perf_counter()
   with tempfile.TemporaryDirectory() as folder:
     stored = np.lib.format.open_memmap(os.path.join(folder, "vectors.npy"), mode="w+", dtype=np.float16,
                                        shape=(windows, DIM))
     for start in range(0, windows, chunk):
       x = _vectors(min(chunk, windows - start), start + 1, centres).astype(np.float16)
       stored[start:start + len(x)] = x
-      x = x.astype(np.float32)  # what the index holds
-      index.add(x)
+      x = x.astype(np.float32)  # what the indexes are given
+      for name, index in indexes.items():
+        t = time.perf_counter()
+        index.add(x)
+        seconds[name] += time.perf_counter() - t
       scores = queries @ x.T
       top = np.argpartition(-scores, 9, axis=1)[:, :10]
       merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
@@ -131,25 +147,34 @@ def approximate(windows: int) -> None:
         print(f"  approximate: {start + len(x)}/{windows} added ({time.perf_counter() - started:.0f} s)",
               file=sys.stderr, flush=True)
     stored.flush()
-    print(f"approximate: IVF{lists},PQ64 over {windows} windows: trained in {trained:.0f} s, built in "
-          f"{time.perf_counter() - started:.0f} s; {index.sa_code_size() * windows / 2**30:.2f} GiB of codes in "
-          f"memory, {stored.nbytes / 2**30:.2f} GiB of float16 vectors on disk", flush=True)
-    for nprobe in (8, 32, 128):
-      index.nprobe = nprobe
-      t = time.perf_counter()
-      _, ids = index.search(queries, 100)
-      searched = time.perf_counter() - t
-      reranked = []
-      for q, candidates in zip(queries, ids, strict=True):
-        candidates = np.sort(candidates[candidates >= 0])
-        exact_scores = stored[candidates].astype(np.float32) @ q
-        reranked.append(candidates[np.argsort(-exact_scores, kind="stable")[:10]])
-      total = time.perf_counter() - t
-      raw = np.mean([len(set(a[:10]) & set(b)) / 10 for a, b in zip(ids, best_ids, strict=True)])
-      exact_after = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(reranked, best_ids, strict=True)])
-      print(f"approximate: nprobe {nprobe:3d}: recall@10 {raw:.3f} from the codes alone "
-            f"({1000 * searched / len(queries):.1f} ms per query), {exact_after:.3f} with the top 100 re-scored from "
-            f"the vectors on disk ({1000 * total / len(queries):.1f} ms per query; 100 queries)", flush=True)
+    print(f"approximate: {windows} windows, {stored.nbytes / 2**30:.2f} GiB of float16 vectors on disk; recall@10 "
+          f"against the exact top-10 of {len(queries)} queries; ms per query one at a time (median of 20)",
+          flush=True)
+    for name, index in indexes.items():
+      ivf = faiss.extract_index_ivf(index)
+      per_vector = index.sa_code_size() + 8  # the code and its id in an inverted list
+      print(f"approximate: {name}: trained and built in {seconds[name]:.0f} s; {per_vector} bytes per vector "
+            f"({per_vector * windows / 2**30:.2f} GiB in memory)", flush=True)
+      for nprobe in nprobes:
+        ivf.nprobe = nprobe
+        _, ids = index.search(queries, rescore)
+        singles = []
+        for q in queries[:20]:
+          t = time.perf_counter()
+          index.search(q[None], 10)
+          singles.append(1000 * (time.perf_counter() - t))
+        rescored, rescoring = [], []
+        for q, candidates in zip(queries, ids, strict=True):
+          t = time.perf_counter()
+          candidates = np.sort(candidates[candidates >= 0])
+          exact_scores = stored[candidates].astype(np.float32) @ q
+          rescored.append(candidates[np.argsort(-exact_scores, kind="stable")[:10]])
+          rescoring.append(1000 * (time.perf_counter() - t))
+        raw = np.mean([len(set(a[:10]) & set(b)) / 10 for a, b in zip(ids, best_ids, strict=True)])
+        after = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rescored, best_ids, strict=True)])
+        print(f"approximate: {name} nprobe {nprobe:3d}: recall@10 {raw:.3f} from the codes alone "
+              f"({np.median(singles):.1f} ms per query), {after:.3f} with the top {rescore} re-scored from the "
+              f"vectors on disk (+{np.median(rescoring):.1f} ms per query)", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -298,7 +323,11 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--parts", default="exact,approximate,indexing", help="comma-separated parts to run")
   parser.add_argument("--windows", type=int, default=1_000_000, help="windows for exact search (default 1M)")
-  parser.add_argument("--approximate-windows", type=int, default=10_000_000, help="windows for IVF-PQ (default 10M)")
+  parser.add_argument("--approximate-windows", type=int, default=10_000_000,
+                      help="windows for the approximate indexes (default 10M)")
+  parser.add_argument("--approximate-kinds", default=KINDS,
+                      help=f"';'-separated faiss index_factory strings, {{lists}} the inverted lists (default {KINDS})")
+  parser.add_argument("--rescore", type=int, default=100, help="candidates re-scored exactly (default 100)")
   parser.add_argument("--checkpoint", help="model for indexing (default: runs/demo/supervised if present)")
   parser.add_argument("--variant", help="indexing with a random model of this variant (B/32, B/16) instead")
   parser.add_argument("--video-seconds", type=int, default=120, help="length of the indexing video (default 120)")
@@ -317,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
   if "exact" in parts:
     exact(args.windows)
   if "approximate" in parts:
-    approximate(args.approximate_windows)
+    approximate(args.approximate_windows, args.approximate_kinds, args.rescore)
   if "indexing" in parts:
     indexing(args.checkpoint, args.video_seconds, args.variant)
   return 0

@@ -121,6 +121,26 @@ def test_each_class_query_finds_a_segment_of_that_class_first(model_dir, long_vi
   assert np.mean(ious) >= 0.5
 
 
+def test_query_through_an_approximate_index_finds_the_moments_of_exact_search(model_dir, long_videos, index,
+                                                                              tmp_path, capsys):
+  folder, _ = long_videos
+  copy = tmp_path / "idx"
+  shutil.copytree(index, copy)
+  assert cli.main(["index", "--checkpoint", str(model_dir), "--videos", str(folder), "--out", str(copy), *WINDOW,
+                   "--no-progress", "--approximate"]) == 1  # the broken file is tried again
+  assert "approximate index IVF" in capsys.readouterr().err
+  found = {}
+  for how in ("--exact", "--approximate"):
+    out = tmp_path / f"{how[2:]}.csv"
+    flags = ["--exact"] if how == "--exact" else []
+    assert cli.main(["query", "--index", str(copy), "--text", *NAMES, "--top", "3", "--out", str(out), *flags]) == 0
+    found[how] = list(csv.DictReader(out.open()))
+    assert ("approximate index" in capsys.readouterr().err) == (how == "--approximate")
+  exact, approximate = found["--exact"], found["--approximate"]
+  assert [{**r, "score": ""} for r in approximate] == [{**r, "score": ""} for r in exact]
+  np.testing.assert_allclose([float(r["score"]) for r in approximate], [float(r["score"]) for r in exact], atol=1e-5)
+
+
 def test_rerank_and_the_page_in_headless_chromium(model_dir, index, tmp_path):
   chromium = shutil.which("chromium")
   if chromium is None:

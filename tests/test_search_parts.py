@@ -14,7 +14,7 @@ from xclip_jax.inference import InferenceModel
 from xclip_jax.models import frame_count
 from xclip_jax.models.config import variant_config
 from xclip_jax.models.xclip import create_model
-from xclip_jax.search import embedder, query, store
+from xclip_jax.search import approximate, embedder, query, store
 from xclip_jax.search.windows import plan_windows, window_lengths
 
 
@@ -139,13 +139,15 @@ def test_store_parts_reports_and_resumption(model, tmp_path):
   second = _part(["c"], seed=1)
   second.failed.append({"video": "d", "error": "cannot open"})
   store.write_part(index, 1, second, "fp")
+  only_failed = store.Part(videos=[], failed=[{"video": "e", "error": "cannot open"}])  # a retry that failed again
+  store.write_part(index, 1, only_failed, "fp")
   (tmp_path / "idx" / "parts" / "p00001-unfinished.npy").write_bytes(b"half")
   assert store.remove_unfinished(index, 1) == ["p00001-unfinished.npy"]
   loaded = store.load(index)
   assert len(loaded) == 9 and loaded.vectors.dtype == np.float16
   report = store.describe(index)
-  assert (report["videos"], report["windows"], report["parts"]) == (3, 9, 2)
-  assert report["failed"] == [{"video": "d", "error": "cannot open"}]
+  assert (report["videos"], report["windows"], report["parts"]) == (3, 9, 3)
+  assert sorted(f["video"] for f in report["failed"]) == ["d", "e"]
   with pytest.raises(ValueError, match="window_s=2.0"):
     store.open_or_create(index, {**manifest, "window_s": 4.0})
 
@@ -164,6 +166,40 @@ def test_moments_grow_around_peaks_and_exact_search_agrees_with_numpy():
   assert all(set(a) == set(b) for a, b in zip(rows, expected, strict=True))
 
 
+def _clustered_part(video: str, count: int, rng) -> store.Part:
+  """`count` windows of one video: unit vectors in 50 clusters of 64 dims (embeddings are clustered)."""
+  centres = np.random.default_rng(7).normal(size=(50, 64))
+  vectors = centres[rng.integers(0, 50, count)] + 0.5 * rng.normal(size=(count, 64))
+  part = store.Part(videos=[{"video": video, "windows": count, "duration_s": count + 1.0, "warning": None}],
+                    failed=[], video=[video] * count, start_s=list(map(float, range(count))),
+                    end_s=[s + 2.0 for s in range(count)])
+  part.vectors.append((vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16))
+  return part
+
+
+def test_the_approximate_index_finds_the_exact_top_10_until_parts_are_added(tmp_path):
+  index = str(tmp_path / "idx")
+  store.open_or_create(index, {"format": store.FORMAT, "model": {"checkpoint": "-", "fingerprint": "-"}, "frames": 8,
+                               "frame_interpolation": None, "window_s": 2.0, "stride_s": 1.0, "embed_dim": 64})
+  rng = np.random.default_rng(0)
+  store.write_part(index, 0, _clustered_part("a.mp4", 12_000, rng), "-")
+  meta = approximate.build(index)
+  assert (meta["factory"], meta["rows"]) == (f"IVF{approximate.lists_for(12_000)},SQ8", 12_000)
+  loaded = store.load(index)
+  ann, why_not = approximate.read(index, len(loaded))
+  assert why_not == "" and ann.meta == meta
+  queries = _clustered_part("q", 50, rng).vectors[0].astype(np.float32)
+  _, exact_rows = query.Searcher(loaded.vectors).search(queries, 10)
+  scores, rows = query.Searcher(loaded.vectors, approximate=ann).search(queries, 10)
+  recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact_rows, strict=True)])
+  assert recall >= 0.9, recall
+  np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", loaded.vectors[rows].astype(np.float32), queries),
+                             rtol=1e-6)  # the candidates' scores are exact
+  store.write_part(index, 0, _clustered_part("b.mp4", 10, rng), "-")
+  ann, why_not = approximate.read(index, len(store.load(index)))
+  assert ann is None and "covers 1 parts (12000 windows), the index has 2 (12010)" in why_not
+
+
 def test_the_scale_benchmark_prints_its_figures(capsys):
   from scripts import benchmark_search
 
@@ -173,4 +209,4 @@ def test_the_scale_benchmark_prints_its_figures(capsys):
                                 "3000", "--faiss-threads", "1"]) == 0
   out = capsys.readouterr().out
   assert "top-10 equal to numpy's: True" in out and "read back" in out
-  assert out.count("recall@10") == 3 and "re-scored" in out
+  assert out.count(" nprobe ") == 2 * 3 and out.count("bytes per vector") == 2  # IVF-PQ and IVF-SQ8, 3 nprobes

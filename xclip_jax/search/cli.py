@@ -6,8 +6,10 @@ r"""Find moments in your own videos by text: build an index of a folder or bucke
 
 index: embeds every window (--window seconds, every --stride seconds) of every video (files, folders searched
 recursively, .txt lists; gs:// too) and stores it in --out; run it again with more videos to add them, or
-after a kill to resume; --process_id/--num_processes split the videos between processes writing one index.
-query: ranks the windows by cosine with the text, merges overlapping windows of a video into moments, and
+after a kill to resume; --process_id/--num_processes split the videos between processes writing one index;
+--approximate then builds an approximate index over it (IVF-SQ8, for millions of windows).
+query: ranks the windows by cosine with the text (through the approximate index where one covers the index,
+unless --exact), merges overlapping windows of a video into moments, and
 with --rerank K scores the first K again with X-CLIP's video-conditioned prompts; prints them, or writes
 --out (CSV) and --html (a page that shows and plays each moment). info: the index's report (counts, model,
 videos that failed). docs/search.md has the formats, the measurements and the limits.
@@ -23,7 +25,7 @@ import sys
 from xclip_jax import storage
 from xclip_jax.data import decode
 from xclip_jax.models import frame_count
-from xclip_jax.search import html_page, indexer, query, store
+from xclip_jax.search import approximate, html_page, indexer, query, store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
   build.add_argument("--part-windows", type=int, default=4096, help="write a part once it holds this many windows "
                                                                     "(or after 30 s of work; default 4096)")
   build.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: the model's)")
+  build.add_argument("--approximate", action="store_true",
+                     help="then build an approximate index (IVF-SQ8) over the whole index, for millions of windows")
   build.add_argument("--no-progress", action="store_true", help="no progress bar")
 
   search = commands.add_parser("query", help="find the moments that match a text")
@@ -57,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
   search.add_argument("--checkpoint", help="the model (default: the one the index was built with)")
   search.add_argument("--out", help="write the moments to this .csv file")
   search.add_argument("--html", help="write a page that shows and plays the moments (one text only)")
+  search.add_argument("--exact", action="store_true", help="search exactly even where an approximate index exists")
 
   info = commands.add_parser("info", help="the index's report: counts, model, failed videos")
   info.add_argument("--index", required=True, help="an index folder (or gs:// URL)")
@@ -71,6 +76,8 @@ def _index(args) -> int:
   videos = video_files.find_videos(args.videos, root=args.root)
   if args.batch_size < 1 or args.part_windows < 1:
     raise ValueError("--batch-size and --part-windows must be at least 1")
+  if args.approximate and args.num_processes > 1:
+    raise ValueError("--approximate covers the whole index: give it to one run after all processes are done")
   model = xclip_jax.load_model(args.checkpoint, dtype=args.dtype)
   local = not storage.is_remote(args.checkpoint) and storage.path(args.checkpoint).exists()
   checkpoint = str(storage.absolute(args.checkpoint)) if local else args.checkpoint  # queries run from anywhere
@@ -87,6 +94,10 @@ def _index(args) -> int:
         f"{len(summary.failed)} failed; {summary.parts} parts written to {args.out}", file=sys.stderr)
   for video, error in summary.failed:
     print(f"search index: failed: {video}: {error}", file=sys.stderr)
+  if args.approximate:
+    meta = approximate.build(args.out)
+    print(f"search index: approximate index {meta['factory']} over {meta['rows']} windows "
+          f"({meta['bytes_per_vector']} bytes each) written to {args.out}", file=sys.stderr)
   return 1 if summary.failed else 0
 
 
@@ -103,7 +114,13 @@ def _query(args) -> int:
   if store.fingerprint(model) != index.manifest["model"]["fingerprint"]:
     raise ValueError(f"{checkpoint} is not the model the index {args.index} was built with "
                      f"({index.manifest['model']['checkpoint']})")
-  searcher = query.Searcher(index.vectors)
+  ann, why_not = (None, "--exact") if args.exact else approximate.read(args.index, len(index))
+  if ann is not None:
+    print(f"search query: approximate index {ann.meta['factory']}, nprobe {ann.meta['nprobe']}, the top "
+          f"{approximate.RESCORE} re-scored exactly", file=sys.stderr)
+  elif why_not.startswith("the approximate index"):
+    print(f"search query: searching exactly: {why_not}", file=sys.stderr)
+  searcher = query.Searcher(index.vectors, approximate=ann)
   results = [(text, query.find_moments(model, index, searcher, text, top=args.top, rerank=args.rerank))
              for text in args.text]
   for text, moments in results:

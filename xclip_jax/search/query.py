@@ -1,7 +1,7 @@
 """Searching an index by text: windows ranked by cosine, merged into moments, optionally re-ranked with prompts.
 
     index = store.load("my_index")
-    searcher = Searcher(index)                                    # exact: faiss float16 scan (or numpy)
+    searcher = Searcher(index.vectors)          # exact: faiss float16 scan (or numpy); or with approximate=...
     moments = find_moments(model, index, searcher, "someone juggling", top=10, rerank=5)
 
 The text goes through the text tower alone and is compared with the stored video embeddings (cosine). The
@@ -39,11 +39,16 @@ class Moment:
 
 
 class Searcher:
-  """Exact inner-product search over an index's vectors: faiss's float16 scalar-quantizer flat index (exact;
-  the fastest exact scan measured here), or numpy without faiss."""
+  """Inner-product search over an index's vectors: exact, with faiss's float16 scalar-quantizer flat index (the
+  fastest exact scan measured here) or numpy without faiss; or, given `approximate`
+  (search.approximate.read), that index's candidates scored exactly."""
 
-  def __init__(self, vectors: np.ndarray):
+  def __init__(self, vectors: np.ndarray, approximate=None):
     self.count, self.dim = vectors.shape
+    self._approximate = approximate
+    if approximate is not None:
+      self._faiss, self._vectors = None, vectors
+      return
     try:
       import faiss
     except ImportError:
@@ -61,6 +66,10 @@ class Searcher:
     k = max(1, min(int(k), self.count))
     if self.count == 0:
       return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+    if self._approximate is not None:
+      from xclip_jax.search import approximate
+
+      return approximate.search(self._approximate, self._vectors, queries, k)
     if self._faiss is not None:
       return self._faiss.search(queries, k)
     scores = queries @ self._vectors.T

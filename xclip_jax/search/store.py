@@ -200,6 +200,8 @@ def load(index: str) -> Index:
       raise IndexProblem(f"{folder / name}: damaged part: {type(e).__name__}: {e}") from e
     if len(part_vectors) != table.num_rows:
       raise IndexProblem(f"{folder / name}: {table.num_rows} rows but {len(part_vectors)} vectors")
+    if not len(part_vectors):  # a part of failed videos only (its .npy is (0, 0))
+      part_vectors = np.zeros((0, manifest["embed_dim"]), np.float16)
     video = np.asarray(table.column("video").to_pylist(), dtype=object)
     keep = np.fromiter((owner.get(v) == name for v in video), bool, count=len(video))
     columns["video"].append(video[keep])
