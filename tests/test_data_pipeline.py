@@ -208,7 +208,7 @@ def test_arrayrecord_round_trip(syn_dir, tmp_path):
   out = str(tmp_path / "ar")
   cmd = [sys.executable, os.path.join(REPO, "scripts", "build_arrayrecord.py"), "--list",
          os.path.join(syn_dir, "supervised", "val.txt"), "--root", syn_dir, "--classes",
-         os.path.join(syn_dir, "supervised", "classes.csv"), "--out", out, "--prefix", "val", "--num_shards", "3"]
+         os.path.join(syn_dir, "supervised", "classes.csv"), "--out", out, "--prefix", "val", "--num-shards", "3"]
   done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
   assert done.returncode == 0, done.stderr
   again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)

@@ -118,8 +118,8 @@ def test_two_processes_train_on_one_global_mesh(dataset, tmp_path):
   workdir = tmp_path / "work"
   processes = []
   for index in range(2):
-    command = training_fixtures.main_command(config_file, workdir, f"--coordinator_address=localhost:{port}",
-                                             "--num_processes=2", f"--process_id={index}")
+    command = training_fixtures.main_command(config_file, workdir, f"--coordinator-address=localhost:{port}",
+                                             "--num-processes=2", f"--process-id={index}")
     processes.append(subprocess.Popen(command, cwd=training_fixtures.REPO, env=training_fixtures.subprocess_env(4),
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
   outputs = [p.communicate(timeout=600)[0] for p in processes]

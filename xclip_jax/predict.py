@@ -18,14 +18,13 @@ Every path (--checkpoint, --video, --labels-file, --out) may be a gs:// URL (doc
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
 
 import numpy as np
 
-from xclip_jax import storage
+from xclip_jax import cli, storage
 from xclip_jax.data import decode
 from xclip_jax.evaluation import video_files
 from xclip_jax.evaluation.video_files import video_views  # noqa: F401 - public here since the first release.
@@ -61,8 +60,8 @@ def predict(model, video_path: str, class_names: list[str], *, clips: int = 1, c
   return result.probabilities
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> cli.Parser:
+  parser = cli.parser("python -m xclip_jax.predict", __doc__)
   parser.add_argument("--checkpoint", required=True, help="anything xclip_jax.load_model loads")
   parser.add_argument("--video", required=True, nargs="+", help="video files, folders and list files (.txt)")
   parser.add_argument("--root", help="folder that relative paths in list files are relative to "

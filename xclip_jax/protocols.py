@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from xclip_jax import folder_runs, sharding, storage
+from xclip_jax import folder_runs, run_config, sharding, storage
 from xclip_jax.data import synthetic
 from xclip_jax.evaluation import report as report_lib
 from xclip_jax.evaluation import results as results_lib
@@ -191,7 +191,7 @@ def _synthetic_data(config: ml_collections.ConfigDict) -> None:
   different = {k: (v, wanted[k]) for k, v in found.items() if k in wanted and v != wanted[k]}
   if different:
     detail = ", ".join(f"{k}: {a!r} there vs {b!r} in config.demo.synthetic" for k, (a, b) in different.items())
-    raise ValueError(f"{manifest_path} was generated with other settings ({detail}); point "
+    raise run_config.ConfigError(f"{manifest_path} was generated with other settings ({detail}); point "
                      f"--config.data.synthetic_dir to another folder or delete this one.")
 
 
@@ -269,8 +269,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
 
   Raises `storage.StorageError` before any work if this process cannot write to workdir.
   """
-  if config.mode not in ("train", "evaluate"):
-    raise ValueError(f"config.mode must be 'train' or 'evaluate', got {config.mode!r}")
+  run_config.check_protocol(config)
   workdir = storage.check_writable(workdir)
   folder_run = None
   if config.data.source == "folders":  # your own videos: checks first (naming folders), a report at the end
@@ -288,7 +287,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   elif config.protocol == "demo":
     results = run_demo(config, workdir)
   else:
-    raise ValueError(f"config.protocol must be supervised, few_shot, zero_shot or demo, got {config.protocol!r}")
+    raise AssertionError(config.protocol)  # check_protocol above
   path = results_lib.write_results(workdir, results)
   logging.info("Results written to %s", path)
   return results

@@ -6,11 +6,43 @@ Config files call `base_config()` and override what their protocol needs. Argume
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import ml_collections
 
 from xclip_jax.data.config import data_config
 
+if TYPE_CHECKING:
+  from xclip_jax.models.config import ModelConfig
+
 PROTOCOLS = ("supervised", "few_shot", "zero_shot", "demo")
+ABLATION_FIELDS = ("use_cross_frame", "use_mit", "use_prompt")
+MODES = ("train", "evaluate")
+
+
+class ConfigError(ValueError):
+  """A config value this run cannot use, found once the run reads its inputs (a checkpoint, a data folder):
+  `python -m xclip_jax.main` prints it as one line and exits with status 2, as for the checks before the run."""
+
+
+def check_protocol(config: ml_collections.ConfigDict) -> None:
+  """config.mode and config.protocol name something main runs."""
+  if config.mode not in MODES:
+    raise ConfigError(f"config.mode must be 'train' or 'evaluate', got {config.mode!r}")
+  if config.protocol not in PROTOCOLS:
+    raise ConfigError(f"config.protocol must be one of {', '.join(PROTOCOLS)}, got {config.protocol!r}")
+
+
+def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
+  """The architecture named by config.model (variant, frames, overrides) with its run-time options."""
+  from xclip_jax.models.config import RUNTIME_FIELDS, variant_config  # config files import this module: keep it light
+
+  m = config.model
+  if int(m.frames) != int(config.data.num_frames):
+    raise ConfigError(f"config.model.frames={m.frames} but config.data.num_frames={config.data.num_frames}; "
+                      f"they must agree (the MIT's temporal embedding has one row per frame).")
+  options = {name: m[name] for name in RUNTIME_FIELDS + ABLATION_FIELDS}
+  return variant_config(m.variant, frames=int(m.frames), **options, **m.overrides.to_dict())
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

@@ -357,10 +357,9 @@ def check(url: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  import argparse
+  from xclip_jax import cli
 
-  parser = argparse.ArgumentParser(prog="python -m xclip_jax.storage", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser("python -m xclip_jax.storage", __doc__)
   commands = parser.add_subparsers(dest="command", required=True)
   check_parser = commands.add_parser("check", help="check that this machine can write and read a workdir location")
   check_parser.add_argument("url", help="a folder or gs://bucket/prefix, e.g. the --workdir of a run")

@@ -216,7 +216,7 @@ class FrameShardSource:
     shards = len(self.index.shards)
     if shards < process_count:
       raise ValueError(f"{shards} frame shards in {self.index.folder} cannot be split over {process_count} "
-                       f"processes; rebuild with --num_shards >= the number of hosts")
+                       f"processes; rebuild with --num-shards >= the number of hosts")
     mine = (self.index.shard[self.ids] % process_count) == process_index
     return np.nonzero(mine)[0].astype(np.int64)
 

@@ -267,7 +267,7 @@ class ArrayRecordSource:
   def host_indices(self, process_index: int, process_count: int) -> np.ndarray:
     if len(self.paths) < process_count:
       raise ValueError(f"{len(self.paths)} ArrayRecord shards cannot be split over {process_count} processes; "
-                       "rebuild with --num_shards >= the number of hosts")
+                       "rebuild with --num-shards >= the number of hosts")
     mine = range(process_index, len(self.paths), process_count)
     return np.concatenate([np.arange(self.offsets[s], self.offsets[s + 1]) for s in mine]).astype(np.int64)
 

@@ -21,15 +21,15 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from xclip_jax import pretrained, sharding, storage, zoo
+from xclip_jax import pretrained, run_config, sharding, storage, zoo
 from xclip_jax.data import pipeline
 from xclip_jax.evaluation.evaluator import Evaluator
-from xclip_jax.models.config import RUNTIME_FIELDS, ModelConfig, variant_config
+from xclip_jax.models.config import RUNTIME_FIELDS, ModelConfig
 from xclip_jax.models.params import Path, parameter_shapes
+from xclip_jax.run_config import ABLATION_FIELDS, model_config_from
 from xclip_jax.tokenizer import tokenize
 from xclip_jax.training import checkpointing, metrics, optimizer, programs, train_state
 
-ABLATION_FIELDS = ("use_cross_frame", "use_mit", "use_prompt")
 ARCHITECTURE_FIELDS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_width", "text_layers",
                        "embed_dim", "num_frames")
 
@@ -44,16 +44,6 @@ class TrainResult:
   total_steps: int
   preempted: bool
   class_names: list[str]
-
-
-def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
-  """The architecture named by config.model (variant, frames, overrides) with its run-time options."""
-  m = config.model
-  if int(m.frames) != int(config.data.num_frames):
-    raise ValueError(f"config.model.frames={m.frames} but config.data.num_frames={config.data.num_frames}; "
-                     f"they must agree (the MIT's temporal embedding has one row per frame).")
-  options = {name: m[name] for name in RUNTIME_FIELDS + ABLATION_FIELDS}
-  return variant_config(m.variant, frames=int(m.frames), **options, **m.overrides.to_dict())
 
 
 def load_initial_params(config: ml_collections.ConfigDict, requested: ModelConfig
@@ -79,8 +69,9 @@ def load_initial_params(config: ml_collections.ConfigDict, requested: ModelConfi
                if getattr(source_config, f) != getattr(requested, f)}
   if different:
     detail = ", ".join(f"{f}: checkpoint {a} vs config {b}" for f, (a, b) in different.items())
-    raise ValueError(f"init_from {path} does not match config.model (variant {config.model.variant}, frames "
-                     f"{config.model.frames}): {detail}. Set config.model to the checkpoint's architecture.")
+    raise run_config.ConfigError(f"init_from {path} does not match config.model (variant {config.model.variant}, "
+                                 f"frames {config.model.frames}): {detail}. Set config.model to the checkpoint's "
+                                 f"architecture.")
   model_config = source_config.replace(**{f: getattr(requested, f) for f in RUNTIME_FIELDS + ABLATION_FIELDS})
   shapes = parameter_shapes(model_config)
   dropped = sorted("/".join(map(str, p)) for p in params if p not in shapes)
@@ -160,8 +151,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
     saved_scan = bool(checkpointer.read_meta(latest).get("model_config", {}).get("scan_layers", False))
     if saved_scan != model_config.scan_layers:
       layout = "stacked" if saved_scan else "per layer"
-      raise ValueError(f"{checkpointer.directory / str(latest)} stores the layers {layout} (model.scan_layers="
-                       f"{saved_scan}); resume with --config.model.scan_layers={saved_scan}.")
+      raise run_config.ConfigError(f"{checkpointer.directory / str(latest)} stores the layers {layout} (model."
+                                   f"scan_layers={saved_scan}); resume with --config.model.scan_layers={saved_scan}.")
     restored, _ = checkpointer.restore(latest, train_state.abstract_train_state(state), train_iterator)
     state.state = restored
     logging.info("Resumed from %s at step %d", checkpointer.directory / str(latest), state.step)
