@@ -98,6 +98,32 @@ def test_missing_flags_and_the_underscore_spelling():
   assert "--batch_size" not in parser.format_help()
 
 
+def user_env() -> dict[str, str]:
+  """The environment of a user's shell: none of the settings tests/conftest.py and subprocess_env add to keep
+  libtpu, TensorFlow and JAX quiet or on the CPU."""
+  env = training_fixtures.subprocess_env()
+  for key in ("JAX_PLATFORMS", "TPU_SKIP_MDS_QUERY", "ALLOW_MULTIPLE_LIBTPU_LOAD", "TF_CPP_MIN_LOG_LEVEL",
+              "XLA_FLAGS"):
+    env.pop(key, None)
+  return env
+
+
+def test_a_cpu_run_with_libtpu_installed_prints_nothing_of_libtpu(tmp_path):
+  """libtpu is installed here (requirements-dev) and no TPU is attached: main starts JAX's backends (to check
+  the mesh), and the one line it refuses the mesh with is all it prints."""
+  pytest.importorskip("libtpu")
+  environ: dict[str, str] = {}
+  if not cli.cpu_unless_accelerator(environ):
+    pytest.skip("an accelerator is attached: JAX is meant to start it")
+  result = subprocess.run([sys.executable, "-m", "xclip_jax.main", "--config", "configs/demo.py", "--workdir",
+                           str(tmp_path / "w"), "--config.mesh.data=3"], cwd=REPO, env=user_env(), text=True,
+                          capture_output=True, timeout=300, check=False)
+  assert result.returncode == 2
+  assert result.stderr.splitlines() == [
+      "xclip_jax.main: error: configs/demo.py: config.mesh {'data': 3, 'fsdp': 1, 'tensor': 1} does not divide the "
+      "1 available devices."]
+
+
 def _commands() -> list[pathlib.Path]:
   files = [*REPO.glob("scripts/*.py"), *REPO.glob("xclip_jax/**/*.py")]
   return [f for f in files if f.name != "cli.py" or f.parent.name != "xclip_jax"]

@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import importlib.util
+import os
 import pathlib
 import re
 import sys
@@ -245,9 +247,53 @@ def use_absl_logging():
   return logging.get_absl_handler()
 
 
+def _hardware_utils():
+  """jax's own PCI scan for TPU chips and GPUs (jax/_src/hardware_utils.py, standard library only), loaded
+  without importing jax: JAX reads JAX_PLATFORMS when it is imported. None where this jax has no such file."""
+  spec = importlib.util.find_spec("jax")
+  if spec is None or not spec.origin:
+    return None
+  path = pathlib.Path(spec.origin).parent / "_src" / "hardware_utils.py"
+  module_spec = importlib.util.spec_from_file_location("_xclip_jax_hardware_utils", path)
+  if not path.is_file() or module_spec is None:
+    return None
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def cpu_unless_accelerator(environ: dict[str, str] | None = None) -> bool:
+  """JAX_PLATFORMS=cpu where libtpu is installed but no TPU (and no GPU) is attached; returns whether it set it.
+
+  JAX otherwise starts libtpu on every run, which then prints "unexpected worker hostname", "Failed to find
+  host bounds for accelerator type" and "No jellyfish device found" (or, beside another libtpu process, a
+  lock-file error). A JAX_PLATFORMS the user set is kept; TPU planning compiles with libtpu on the CPU
+  platform (`python -m xclip_jax.plan`), so it is not affected.
+  """
+  environ = os.environ if environ is None else environ
+  if "JAX_PLATFORMS" in environ or importlib.util.find_spec("libtpu") is None:
+    return False
+  try:
+    hardware = _hardware_utils()
+    if hardware is None:
+      return False
+    tpu_chips, _ = hardware.num_available_tpu_chips_and_device_id()
+    gpu = hardware.has_visible_nvidia_gpu() or os.path.exists("/dev/kfd")  # NVIDIA; AMD ROCm
+  except Exception:  # another jax's layout: leave the choice to JAX
+    return False
+  if tpu_chips or gpu:
+    return False
+  environ["JAX_PLATFORMS"] = "cpu"
+  return True
+
+
 def run(main: Callable[[], int | None], *, prog: str, interrupted: str = "interrupted") -> NoReturn:
   """Runs a command's `main()` and exits with its status: a UsageError is one line and exit status 2; Ctrl-C
-  that `main` did not handle itself is one line (`interrupted`: what was kept) and exit status 130."""
+  that `main` did not handle itself is one line (`interrupted`: what was kept) and exit status 130. JAX keeps
+  off libtpu where no TPU is attached (`cpu_unless_accelerator`), and TensorFlow (imported by clu and TFDS)
+  keeps its INFO lines ("oneDNN custom operations are on", CPU instruction sets) to itself."""
+  cpu_unless_accelerator()
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # warnings and errors still print
   try:
     code = main()
   except UsageError as error:
