@@ -111,4 +111,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="build_arrayrecord.py", interrupted="nothing was written (the shards appear only once all are "
+                                                           "complete); run the same command again")

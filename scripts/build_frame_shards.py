@@ -10,10 +10,11 @@ frame) and written as JPEG frames (--quality) into shards of --videos-per-shard 
 (per video: its records, frame count, fps, label, path; the settings), `classes.csv` and `bad_videos.tsv`.
 Layout and reading: xclip_jax/data/frame_shards.py; the build: xclip_jax/data/frame_build.py.
 
-Runs on all cores (--workers) with a progress bar. A killed build continues where it stopped when the same
-command runs again (its work is in <out>.partial). An existing <out> is replaced only with --overwrite, after
-the new build is complete. Bad videos are listed with their errors, skipped and counted. With several hosts,
-host h trains on shards h, h + hosts, ...: use at least as many shards as hosts.
+Runs on all cores (--workers) with a progress bar. A killed or interrupted (Ctrl-C) build continues where it
+stopped when the same command runs again (its finished shards are in <out>.partial). An existing <out> is
+replaced only with --overwrite, after the new build is complete. Bad videos are listed with their errors,
+skipped and counted. With several hosts, host h trains on shards h, h + hosts, ...: use at least as many
+shards as hosts.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
   except (FileNotFoundError, FileExistsError, ValueError) as e:  # LabelFileError and VideoInputError too.
     print(f"error: {e}", file=sys.stderr)
     return 1
+  except KeyboardInterrupt:
+    print(f"\nbuild_frame_shards.py: stopped by Ctrl-C; the shards finished so far are kept in {a.out}.partial and "
+          f"the same command continues from them", file=sys.stderr)
+    return cli.INTERRUPTED
   print(f"wrote {summary['stored']} of {summary['videos']} videos ({summary['frames']} frames, "
         f"{summary['bytes'] / 2**20:.1f} MiB) to {a.out}; {summary['bad']} bad videos skipped"
         + (" (listed in bad_videos.tsv)" if summary["bad"] else "")
@@ -84,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="build_frame_shards.py")

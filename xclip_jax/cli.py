@@ -17,6 +17,7 @@ This module imports nothing of the package and no heavy library at import time (
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import ast
 import difflib
@@ -24,13 +25,30 @@ import importlib.util
 import os
 import pathlib
 import re
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 USAGE_ERROR = 2  # argparse's exit status for a bad command line
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
+
+
+def _ignore_sigint_in_workers() -> None:
+  """A worker process of a command ignores the terminal's Ctrl-C, which reaches its whole process group: the
+  command stops its workers itself. multiprocessing's spawn imports the command's module (and so this one)
+  before anything else in a worker, so a Ctrl-C finds no worker in the middle of its start-up."""
+  import multiprocessing
+
+  child = getattr(multiprocessing.current_process(), "_inheriting", False) or (  # in spawn's set-up, or after
+      multiprocessing.parent_process() is not None)
+  if child and threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_ignore_sigint_in_workers()
 
 
 class UsageError(Exception):
@@ -287,13 +305,50 @@ def cpu_unless_accelerator(environ: dict[str, str] | None = None) -> bool:
   return True
 
 
-def run(main: Callable[[], int | None], *, prog: str, interrupted: str = "interrupted") -> NoReturn:
+_redelivering = False  # a swallowed KeyboardInterrupt is being raised again (not a new Ctrl-C)
+
+
+def taking_redelivery() -> bool:
+  """Whether this SIGINT is a swallowed KeyboardInterrupt raised again (then not a new Ctrl-C); resets it."""
+  global _redelivering
+  again, _redelivering = _redelivering, False
+  return again
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+  del signum, frame
+  taking_redelivery()
+  raise KeyboardInterrupt
+
+
+def _unraisable(unraisable) -> None:
+  """sys.unraisablehook: a KeyboardInterrupt that could not propagate is raised again in the main thread."""
+  global _redelivering
+  if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+    _redelivering = True
+    _thread.interrupt_main()  # runs the SIGINT handler in the main thread at its next step
+    return
+  sys.__unraisablehook__(unraisable)
+
+
+def install_interrupts() -> None:
+  """For a command's process (`cli.run`): Ctrl-C raises KeyboardInterrupt, which is never lost in a garbage-
+  collector callback. Only from the main thread; does nothing elsewhere."""
+  if threading.current_thread() is not threading.main_thread():
+    return
+  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+  sys.unraisablehook = _unraisable
+
+
+def run(main: Callable[[], int | None], *, prog: str,
+        interrupted: str = "nothing was left half-written") -> NoReturn:
   """Runs a command's `main()` and exits with its status: a UsageError is one line and exit status 2; Ctrl-C
-  that `main` did not handle itself is one line (`interrupted`: what was kept) and exit status 130. JAX keeps
-  off libtpu where no TPU is attached (`cpu_unless_accelerator`), and TensorFlow (imported by clu and TFDS)
-  keeps its INFO lines ("oneDNN custom operations are on", CPU instruction sets) to itself."""
+  that `main` did not handle itself is one line (`interrupted`: what was kept) and exit status 130 (and is never
+  lost: `install_interrupts`). JAX keeps
+  off libtpu where no TPU is attached (`cpu_unless_accelerator`)."""
   cpu_unless_accelerator()
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # warnings and errors still print
+  install_interrupts()
   try:
     code = main()
   except UsageError as error:

@@ -112,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     from xclip_jax.planning import planner
 
     return planner.compile_only(args.config)
-  from xclip_jax import protocols, storage
+  from xclip_jax import interrupts, protocols, storage
   from xclip_jax.data import folders, labels
 
   try:
     protocols.run(args.config, args.workdir)
+    if interrupts.stopped_by() == "SIGINT":  # saved and stopped; the trainer printed where
+      return interrupts.EXIT_STATUS
   except run_config.ConfigError as error:  # found once the run reads its inputs (a checkpoint, the data)
     parser.error(f"{args.config_file}: {error}")
   except (folders.VideoInputError, labels.LabelFileError, storage.StorageError) as error:
@@ -127,4 +129,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  cli.run(main, prog="xclip_jax.main")
+  cli.run(main, prog="xclip_jax.main", interrupted="what was complete is kept (checkpoints, generated data, frame "
+                                                   "shards) and the same command continues from it")

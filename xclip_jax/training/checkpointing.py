@@ -60,7 +60,9 @@ class Checkpointer:
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, asynchronous: bool = True):
     self.directory = storage.absolute(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+    # cleanup_tmp_directories: a save cut off (a second Ctrl-C, SIGKILL) leaves `<step>.orbax-checkpoint-tmp*`;
+    # the next run removes it when it opens the directory.
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
                                            enable_async_checkpointing=asynchronous)
     self.manager = ocp.CheckpointManager(
         self.directory, options=options,
@@ -122,7 +124,9 @@ def load_model_params(workdir: str | os.PathLike, step: int | None = None
     raise FileNotFoundError(f"{directory} holds no checkpoint.")
   # Restore onto the host CPU device, whatever mesh, device count or process count wrote the checkpoint.
   host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-  saved = manager.item_metadata(step)[STATE]
+  # The state's own metadata: the manager's item_metadata would also look at the data-iterator item, which this
+  # reader has no handler for (grain's), and warn twice that it "could not be restored".
+  saved = ocp.StandardCheckpointHandler().metadata(storage.absolute(directory) / str(step) / STATE)
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=host), saved,
                         is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
   restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(target),
