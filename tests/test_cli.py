@@ -12,6 +12,7 @@ import pytest
 
 from tests import training_fixtures
 from xclip_jax import cli
+from xclip_jax.zoo import registry
 
 REPO = training_fixtures.REPO
 
@@ -147,3 +148,14 @@ def test_every_command_follows_the_convention():
         flags = [a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("--")]
         problems += [f"{name}:{node.lineno}: {f} (spell it with hyphens)" for f in flags if "_" in f]
   assert not problems, "\n".join(problems)
+
+
+def test_predict_help_names_real_models_and_where_to_list_them():
+  result = _run("-m", "xclip_jax.predict", "--help")
+  assert result.returncode == 0, result.stderr
+  assert "python -m xclip_jax.zoo list" in result.stdout
+  names = [line.split("--checkpoint ")[1].split()[0] for line in result.stdout.splitlines()
+           if line.strip().startswith("python -m xclip_jax.predict --checkpoint")]
+  assert names, result.stdout
+  assert [n for n in names if not n.startswith("runs/")] and all(
+      registry.is_registered(n) for n in names if not n.startswith("runs/"))  # real names; runs/...: a workdir

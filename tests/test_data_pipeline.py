@@ -254,3 +254,13 @@ def test_tfds_mock_ucf101_through_grain(tmp_path):
     assert reordered._remap.tolist() == list(range(100, -1, -1))
     raw, mapped = sources.TfdsSource("ucf101/ucf101_1_256", "train"), reordered
     assert [mapped[i].label for i in range(6)] == [100 - raw[i].label for i in range(6)]
+
+
+def test_a_shrunk_pass_spreads_over_the_classes():
+  """The first video of every class (in list order), then the second of every class, ...: the same each time."""
+  records = [labels.VideoRecord(f"v{i}.mp4", label, i) for i, label in enumerate([0, 0, 0, 1, 1, 2, 2, 2, 2])]
+  source = sources.FileSource(records, ["a", "b", "c"])
+  assert pipeline.spread_over_classes(source, 3).tolist() == [0, 3, 5]
+  assert pipeline.spread_over_classes(source, 5).tolist() == [0, 1, 3, 4, 5]
+  assert pipeline.spread_over_classes(source, 2).tolist() == [0, 3]
+  assert pipeline.spread_over_classes(source, -1).tolist() == list(range(9))

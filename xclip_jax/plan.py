@@ -30,8 +30,10 @@ def _parser() -> cli.Parser:
                       help="also find the largest per-chip batch whose train step fits, remat off and on")
   parser.add_argument("--json", action="store_true", help="print the plan as JSON (for tools) instead of text")
   parser.add_argument("--decode-rate", type=float, default=None,
-                      help="clips each CPU decodes and augments per second (default: the MP4 path's measured rate, "
-                           "see xclip_jax/planning/input_budget.py; measure yours with scripts/benchmark_data.py)")
+                      help="clips each CPU decodes and augments per second (default: measured here for frame shards "
+                           "and synthetic videos at the run's frame size, clip length and augmentation; the MP4 "
+                           "path's measured rate for video files, see xclip_jax/planning/input_budget.py; measure "
+                           "yours with scripts/benchmark_data.py)")
   parser.add_argument("--num-classes", type=int, default=None,
                       help="number of classes, when config.data.class_names does not name them")
   parser.add_argument("--programs", default="train,eval,text",
@@ -72,15 +74,22 @@ def main(argv: list[str] | None = None) -> int:
   cache_dir = args.cache_dir or None
   try:
     target = planner.target(args.topology)
-    rate = args.decode_rate or input_budget.DEFAULT_DECODE_RATE
-    result = planner.plan(config, target, num_classes=args.num_classes, decode_rate=rate, which=tuple(programs),
+    if args.decode_rate:
+      rate, rate_source = args.decode_rate, "given (--decode-rate)"
+    elif target.vcpus_per_host:  # a TPU slice: the CPUs of its hosts feed it
+      rate, rate_source = input_budget.decode_rate(config)
+    else:
+      rate, rate_source = input_budget.DEFAULT_DECODE_RATE, None
+    result = planner.plan(config, target, num_classes=args.num_classes, decode_rate=rate,
+                          decode_rate_source=rate_source, which=tuple(programs),
                           measure_steps=args.local_steps if target.local else 0, cache_dir=cache_dir)
     searches, accumulated = [], None
     if args.find_batch:
       classes = planner.class_count(config, args.num_classes)
       searches = [batch_search.find_largest_batch(config, target, classes, remat=remat, cache_dir=cache_dir)
                   for remat in (False, True)]
-      accumulated = _plan_with_accumulation(config, target, result, searches, rate, args.num_classes, cache_dir)
+      accumulated = _plan_with_accumulation(config, target, result, searches, (rate, rate_source), args.num_classes,
+                                            cache_dir)
   except ValueError as error:  # an impossible plan: the message names the config field
     parser.error(f"cannot plan this run: {error}")
   payload = result.to_dict()
@@ -88,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
   payload["accumulated"] = accumulated.to_dict() if accumulated else None
   payload["command"] = " ".join(sys.argv)
   if args.output:
-    from etils import epath
+    from xclip_jax import storage
 
-    epath.Path(args.output).write_text(json.dumps(payload, indent=2) + "\n")
+    storage.write_text(args.output, json.dumps(payload, indent=2) + "\n")  # whole, or not at all (Ctrl-C)
   if args.json:
     print(json.dumps(payload, indent=2))
     return 0
@@ -123,8 +132,8 @@ def _plan_with_accumulation(config, target, result, searches, rate, num_classes,
     return None
   trial = config.copy_and_resolve_references()
   trial.train.grad_accum_steps = steps
-  return planner.plan(trial, target, num_classes=num_classes, decode_rate=rate, which=("train",),
-                      cache_dir=cache_dir)
+  return planner.plan(trial, target, num_classes=num_classes, decode_rate=rate[0], decode_rate_source=rate[1],
+                      which=("train",), cache_dir=cache_dir)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def _evaluation_model(config: ml_collections.ConfigDict, workdir: epath.Path):
     model_config, params = trainer.load_initial_params(config, requested)
     source = config.init_from.path
   else:
-    raise ValueError(f"Nothing to evaluate: {workdir} has no checkpoint and config.init_from.path is empty.")
+    raise run_config.ConfigError(f"Nothing to evaluate: {workdir} has no checkpoint and config.init_from.path is "
+                                 f"empty.")
   runtime = trainer.model_config_from(config)
   model_config = model_config.replace(dtype=runtime.dtype, attention_implementation=runtime.attention_implementation)
   mesh = sharding.make_mesh(config.mesh)
@@ -51,7 +52,7 @@ def _evaluation_model(config: ml_collections.ConfigDict, workdir: epath.Path):
 
 
 def _row(name: str, result: EvalResult) -> tuple[str, str, str, str]:
-  note = f"chance {result.chance:.2f}%, {result.videos} videos, {result.views} views"
+  note = f"chance {result.chance:.2f}%, {result.describe()}"
   if result.decode_failures:
     note += f", {result.decode_failures} failed to decode (counted as errors)"
   return name, results_lib.percent(result.top1), results_lib.percent(result.top5), note

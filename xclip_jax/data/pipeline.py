@@ -291,6 +291,7 @@ class EvalIterator:
     self.source = source
     self.num_batches = num_batches  # Same on every process.
     self.num_videos = num_videos  # Videos of this process (valid rows it will yield).
+    self.videos_in_split = num_videos  # Videos of the split, all processes (more than evaluated with max_videos).
     self.decode_failures: list[tuple[int, str]] = []
 
   def __iter__(self):
@@ -314,9 +315,32 @@ class EvalIterator:
     release_shared_memory()
 
 
+def spread_over_classes(source, count: int) -> np.ndarray:
+  """`count` video indices of `source` (sorted), spread over its classes, the same on every call: the first video
+  of every class (in the source's order), then the second of every class, ...; where the labels are not at hand
+  without reading the videos (ArrayRecord), evenly spaced over the source. All of them for count < 0."""
+  n = len(source)
+  if count < 0 or count >= n:
+    return np.arange(n)
+  if hasattr(source, "records"):
+    labels = np.asarray([r.label for r in source.records], np.int64)
+  elif hasattr(source, "labels"):
+    labels = np.asarray(source.labels(), np.int64)
+  else:
+    return np.unique(np.round(np.linspace(0, n - 1, count)).astype(np.int64))
+  rank = np.zeros(n, np.int64)  # the position of each video among the videos of its class
+  seen: dict[int, int] = {}
+  for i, label in enumerate(labels.tolist()):
+    rank[i] = seen.get(label, 0)
+    seen[label] = rank[i] + 1
+  return np.sort(np.lexsort((np.arange(n), rank))[:count])
+
+
 def make_eval_iterator(data_cfg, *, split: str = "val", clips: int | None = None, crops: int | None = None,
-                       process_index: int | None = None, process_count: int | None = None) -> EvalIterator:
-  """One pass over this process's part of `split` with all views per video (see the module docstring)."""
+                       process_index: int | None = None, process_count: int | None = None,
+                       max_videos: int = -1) -> EvalIterator:
+  """One pass over this process's part of `split` with all views per video (see the module docstring); with
+  `max_videos` >= 0 over that many videos of the split, spread over its classes (`spread_over_classes`)."""
   config_lib.validate(data_cfg)
   clips = int(data_cfg.test_clips if clips is None else clips)
   crops = int(data_cfg.test_crops if crops is None else crops)
@@ -326,13 +350,21 @@ def make_eval_iterator(data_cfg, *, split: str = "val", clips: int | None = None
     process_index, process_count = process_info()
   local_b = _local_batch(int(data_cfg.eval_batch_size), process_count, "data.eval_batch_size")
   source = sources.make_source(data_cfg, split)
-  host = source.host_indices(process_index, process_count)
-  longest = max(len(source.host_indices(p, process_count)) for p in range(process_count))
+  chosen = spread_over_classes(source, max_videos) if max_videos >= 0 else None
+
+  def host_part(p: int) -> np.ndarray:
+    part = source.host_indices(p, process_count)
+    return part if chosen is None else part[np.isin(part, chosen)]
+
+  host = host_part(process_index)
+  longest = max(len(host_part(p)) for p in range(process_count))
   num_batches = max(math.ceil(longest / local_b), 1)
   reader = _ClipReader(source, host, data_cfg, train=False, clips=clips, crops=crops)
   ds = grain.MapDataset.range(num_batches * local_b).map(_EvalMap(reader)).batch(local_b)
   bad_log = bad_videos.for_path(data_cfg.bad_video_log, process_index, process_count)
-  return EvalIterator(iter(_to_iter(ds, data_cfg)), source, num_batches, len(host), bad_log)
+  iterator = EvalIterator(iter(_to_iter(ds, data_cfg)), source, num_batches, len(host), bad_log)
+  iterator.videos_in_split = len(source)
+  return iterator
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh, batch_axes: Sequence[str] = ("data", "fsdp")):

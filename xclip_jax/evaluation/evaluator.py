@@ -31,6 +31,17 @@ class EvalResult:
   num_classes: int
   views: str  # "clips x crops"
   failed_videos: list[str] = dataclasses.field(default_factory=list)
+  videos_in_split: int | None = None  # more than `videos` when the evaluation was shrunk (eval.max_batches)
+  classes_evaluated: int | None = None  # classes with at least one evaluated video
+
+  def describe(self) -> str:
+    """"32 videos, 1x1 views", or for a shrunk evaluation "16 of 80 videos in 4 of 16 classes, 1x1 views"."""
+    videos = f"{self.videos} videos"
+    if self.videos_in_split is not None and self.videos_in_split > self.videos:
+      videos = f"{self.videos} of {self.videos_in_split} videos"
+    if self.classes_evaluated is not None and self.classes_evaluated < self.num_classes:
+      videos += f" in {self.classes_evaluated} of {self.num_classes} classes"
+    return f"{videos}, {self.views} views"
 
   @property
   def chance(self) -> float:
@@ -84,15 +95,19 @@ class Evaluator:
 
   def evaluate(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
                context_length: int = 77, max_batches: int = -1) -> EvalResult:
-    iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
+    """One pass over `split`; `max_batches` >= 0 shrinks it to that many batches of videos spread over the
+    split's classes (`pipeline.spread_over_classes`), and the result says how many of how many."""
+    data_cfg = self._padded(data_cfg)
+    max_videos = max_batches * int(data_cfg.eval_batch_size) if max_batches >= 0 else -1
+    iterator = pipeline.make_eval_iterator(data_cfg, split=split, clips=clips, crops=crops, max_videos=max_videos)
     class_names = list(iterator.source.class_names)
     text = self.text_features(state, class_names, context_length)
     totals = {"correct1": 0, "correct5": 0, "count": 0, "decode_failures": 0}
+    seen_classes: set[int] = set()
     try:
       with jax.set_mesh(self.mesh):
-        for index, local in enumerate(iterator):
-          if 0 <= max_batches <= index:
-            break
+        for local in iterator:
+          seen_classes.update(local["label"][local["valid"]].tolist())
           counts = jax.device_get(self._run_step(state, pipeline.global_batch(local, self.mesh), text))
           for key in totals:
             totals[key] += int(counts[key])
@@ -102,7 +117,9 @@ class Evaluator:
     result = EvalResult(
         top1=100.0 * totals["correct1"] / videos, top5=100.0 * totals["correct5"] / videos,
         videos=totals["count"], decode_failures=totals["decode_failures"], num_classes=len(class_names),
-        views=f"{clips}x{crops}", failed_videos=[name for _, name in iterator.decode_failures])
+        views=f"{clips}x{crops}", failed_videos=[name for _, name in iterator.decode_failures],
+        videos_in_split=iterator.videos_in_split,
+        classes_evaluated=len(seen_classes) if jax.process_count() == 1 else None)  # (this process's classes)
     if result.decode_failures:
       # Each file was named once already, the first time it was met (see `data.bad_videos`).
       logging.warning("%d of %d videos failed to decode and count as errors", result.decode_failures,
@@ -111,11 +128,12 @@ class Evaluator:
 
   def predict(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
               context_length: int = 77, max_videos: int = -1, keep_frames: bool = True) -> Predictions:
-    """Class probabilities of the first `max_videos` videos of a split (all: -1), single process only
-    (the frames are this process's; `keep_frames=False` keeps none, for long splits)."""
+    """Class probabilities of `max_videos` videos of a split spread over its classes (all: -1), single process
+    only (the frames are this process's; `keep_frames=False` keeps none, for long splits)."""
     if jax.process_count() > 1:
       raise ValueError(f"Evaluator.predict runs in one process; this run has {jax.process_count()}.")
-    iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
+    iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops,
+                                          max_videos=max_videos)
     class_names = list(iterator.source.class_names)
     text = self.text_features(state, class_names, context_length)
     probabilities, labels, true_labels, frames, indices = [], [], [], [], []
@@ -140,7 +158,8 @@ class Evaluator:
     return Predictions(probabilities=np.concatenate(probabilities)[:n], labels=np.concatenate(labels)[:n],
                        frames=np.concatenate(frames)[:n], names=names, class_names=class_names,
                        true_labels=np.concatenate(true_labels)[:n],
-                       errors={name: iterator.bad_log.rows.get(name, [0, "failed to decode"])[1] for name in failed})
+                       errors={name: iterator.bad_log.rows.get(name, [0, "failed to decode"])[1] for name in failed},
+                       videos_in_split=iterator.videos_in_split)
 
 
 @dataclasses.dataclass
@@ -154,6 +173,7 @@ class Predictions:
   class_names: list[str]
   true_labels: np.ndarray | None = None  # (N,) int: the class of every video, those that failed included
   errors: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why it failed to decode
+  videos_in_split: int | None = None  # all the split's videos (more than `names` when max_videos shrank the pass)
 
 
 def summarize(values: list[float]) -> dict[str, float]:
