@@ -1,10 +1,12 @@
-"""Processes as tests meet them: a command started like a terminal's job (`LoggedProcess`: its own process group,
-a log, waiting for a line, Ctrl-C to the group), and a process's children through Linux's /proc."""
+"""Processes as tests meet them: children and whether they still run, through Linux's /proc (worker-lifetime
+tests), and `LoggedProcess`, a command started like a terminal's job (its own process group, one log) that tests
+signal at a given line of its log."""
 
 from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import time
@@ -41,17 +43,15 @@ def alive(pids) -> list[int]:
 
 
 class LoggedProcess:
-  """A command started the way a terminal starts it, with its output in a log file.
+  """A command run in its own session (so in its own process group, as a terminal runs a job), its stdout and
+  stderr in one log file: tests wait for a line of it, then signal the whole group as a terminal (SIGINT: Ctrl-C
+  reaches the command and every worker it started), a scheduler (SIGTERM) or a lost machine (SIGKILL) would.
+  As a context manager: on leaving, a group still running is killed and the log closed."""
 
-  It runs in a session (and process group) of its own, like a shell's foreground job, so `signal_group(SIGINT)`
-  is what Ctrl-C does: the signal reaches the command and every worker process it started. Use it as a context
-  manager: on leaving, a group still running is killed and the log closed.
-  """
-
-  def __init__(self, command: list[str], log_path: str | os.PathLike, *, cwd: str | os.PathLike,
-               env: dict[str, str]):
+  def __init__(self, command: list[str], log_path: str | os.PathLike, *, env: dict[str, str],
+               cwd: str | os.PathLike):
     self.log_path = pathlib.Path(log_path)
-    self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in __exit__
+    self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in `wait` or on leaving the context)
     self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
     self.pid = self.process.pid
@@ -65,24 +65,29 @@ class LoggedProcess:
       self.process.wait()
     self._log.close()
 
-  def log(self) -> str:
-    return self.log_path.read_text(errors="replace")
+  @property
+  def text(self) -> str:
+    return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-  def wait_for(self, condition: str | Callable[[], bool], timeout: float = 300) -> bool:
-    """Until `condition` (a text in the log, or a predicate) holds: True; False if the process ended first."""
-    check = (lambda: condition in self.log()) if isinstance(condition, str) else condition
+  def wait_for(self, condition: str | Callable[[], bool], timeout: float = 600, poll: float = 0.005) -> bool:
+    """Waits until the log matches `condition` (a regular expression) or `condition()` holds: True; False if the
+    process ended first. Raises TimeoutError after `timeout` seconds."""
+    check = (lambda: re.search(condition, self.text) is not None) if isinstance(condition, str) else condition
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
       if check():
         return True
       if self.process.poll() is not None:
         return check()
-      time.sleep(0.05)
-    raise TimeoutError(f"not reached in {timeout} s: {condition!r}\n{self.log()[-3000:]}")
+      time.sleep(poll)
+    raise TimeoutError(f"{condition!r} not reached in {timeout} s; log:\n{self.text[-3000:]}")
 
   def signal_group(self, signum: int) -> None:
-    """Sends `signum` to the whole process group (SIGINT: what a terminal's Ctrl-C does)."""
-    os.killpg(self.pid, signum)
+    """Sends `signum` to every process of the group (the command and its workers), as a terminal's Ctrl-C does."""
+    os.killpg(self.process.pid, signum)
 
   def wait(self, timeout: float = 300) -> int:
-    return self.process.wait(timeout=timeout)
+    try:
+      return self.process.wait(timeout=timeout)
+    finally:
+      self._log.close()

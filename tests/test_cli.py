@@ -75,10 +75,10 @@ def test_a_config_file_error_names_the_file():
 
 def test_values_main_refuses_are_one_line_before_any_work(tmp_path):
   """One subprocess, several refused values in turn would each pay JAX's import; the first refusal ends it,
-  so the values are checked one per run for the kinds main validates (mode, frames, mesh)."""
+  so the values are checked one per run for the kinds main validates (mode, model, mesh)."""
   for override, expected in [
       ("--config.mode=trian", "configs/demo.py: config.mode must be 'train' or 'evaluate', got 'trian'"),
-      ("--config.model.frames=4", "config.model.frames=4 but config.data.num_frames=8"),
+      ("--config.model.variant=B/99", "configs/demo.py: Unknown variant 'B/99'; choose one of B/32, B/16"),
       ("--config.mesh.data=3", "config.mesh {'data': 3, 'fsdp': 1, 'tensor': 1} does not divide the 1 available"),
   ]:
     result = _run("-m", "xclip_jax.main", "--config", "configs/demo.py", "--workdir", str(tmp_path / "w"), override)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests import data_fixtures as F
-from xclip_jax.data import bad_videos, config, labels, pipeline, sources, synthetic
+from xclip_jax.data import bad_videos, config, labels, pipeline, sources, synthetic, video_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -214,12 +214,12 @@ def test_arrayrecord_round_trip(syn_dir, tmp_path):
   again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
   assert again.returncode == 1 and "not empty" in again.stderr  # Refuses to overwrite.
   ar_src = sources.ArrayRecordSource.from_pattern(os.path.join(out, "val-*.array_record"))
-  file_src = sources.make_source(_cfg(syn_dir), "val")
+  file_src = video_source.make_source(_cfg(syn_dir), "val")
   assert len(ar_src) == len(file_src) == 16 and ar_src.class_names == file_src.class_names
   for i in (0, 7, 15):
     a, b = ar_src[i], file_src[i]
     assert (a.label, a.index) == (b.label, b.index) and a.name == os.path.relpath(b.name, syn_dir)
-    with open(b.data, "rb") as f:
+    with open(b.path, "rb") as f:
       assert a.data == f.read()  # Bytes unchanged.
   cfg = _cfg(syn_dir, source="arrayrecord", arrayrecord={"val": os.path.join(out, "val-*.array_record")},
              num_workers=2, eval_batch_size=16)
@@ -257,10 +257,19 @@ def test_tfds_mock_ucf101_through_grain(tmp_path):
 
 
 def test_a_shrunk_pass_spreads_over_the_classes():
-  """The first video of every class (in list order), then the second of every class, ...: the same each time."""
+  """The first video of every class (in list order), then the second of every class, ...: the same each time;
+  evenly spaced where the labels would mean reading the videos (ArrayRecord)."""
   records = [labels.VideoRecord(f"v{i}.mp4", label, i) for i, label in enumerate([0, 0, 0, 1, 1, 2, 2, 2, 2])]
   source = sources.FileSource(records, ["a", "b", "c"])
-  assert pipeline.spread_over_classes(source, 3).tolist() == [0, 3, 5]
-  assert pipeline.spread_over_classes(source, 5).tolist() == [0, 1, 3, 4, 5]
-  assert pipeline.spread_over_classes(source, 2).tolist() == [0, 3]
-  assert pipeline.spread_over_classes(source, -1).tolist() == list(range(9))
+
+  def chosen(count: int) -> list[str]:
+    spread = video_source.spread_over_classes(source, count)
+    return [spread.name(i) for i in range(len(spread))]
+
+  assert chosen(3) == ["v0.mp4", "v3.mp4", "v5.mp4"]
+  assert chosen(5) == ["v0.mp4", "v1.mp4", "v3.mp4", "v4.mp4", "v5.mp4"]
+  assert chosen(2) == ["v0.mp4", "v3.mp4"]
+  assert video_source.spread_over_classes(source, -1) is source
+  assert video_source.spread_over_classes(source, 9) is source
+  source.labels_read_videos = True
+  assert chosen(3) == ["v0.mp4", "v4.mp4", "v8.mp4"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def _interrupted(config_file, workdir, log_path, when: str, *, twice: bool = Fal
   from the last Ctrl-C to the exit). Checks that no process of the run is left."""
   command = training_fixtures.main_command(config_file, workdir)
   with process_fixtures.LoggedProcess(command, log_path, cwd=training_fixtures.REPO, env=_env()) as run:
-    assert run.wait_for(when, timeout=600), run.log()[-3000:]
+    assert run.wait_for(when, timeout=600), run.text[-3000:]
     workers = process_fixtures.spawned_children(run.pid)
     run.signal_group(signal.SIGINT)
     if twice:
@@ -84,7 +85,7 @@ def _interrupted(config_file, workdir, log_path, when: str, *, twice: bool = Fal
     while process_fixtures.alive(workers) and time.monotonic() < deadline:  # workers end with their trainer
       time.sleep(0.1)
     assert not process_fixtures.alive(workers), f"workers {workers} outlived the run"
-    return code, run.log(), seconds
+    return code, run.text, seconds
 
 
 def _steps_saved(workdir) -> list[int]:
@@ -156,10 +157,10 @@ def test_predict_from_a_training_workdir_prints_no_warning_and_ctrl_c_keeps_the_
              "3"]  # 12 views a video: slow enough to be stopped half-way
   with process_fixtures.LoggedProcess(command, tmp_path / "predict.log", cwd=training_fixtures.REPO,
                                       env=_env()) as run:
-    assert run.wait_for(f"| 1/{len(videos)}", timeout=600), run.log()[-3000:]
+    assert run.wait_for(re.escape(f"| 1/{len(videos)}"), timeout=600), run.text[-3000:]
     run.signal_group(signal.SIGINT)
-    assert run.wait(timeout=120) == 130, run.log()[-3000:]
-    log = run.log()
+    assert run.wait(timeout=120) == 130, run.text[-3000:]
+    log = run.text
   [line] = [line for line in log.splitlines() if line.startswith("predict: stopped")]
   done = int(line.split(" after ")[1].split()[0])
   assert line == f"predict: stopped by Ctrl-C after {done} of {len(videos)} videos; their rows are in {partial}"
@@ -180,11 +181,11 @@ def test_ctrl_c_stops_a_frame_shard_build_keeping_its_finished_shards(tmp_path):
              "--out", str(out), "--quiet", "--videos-per-shard", "1", "--workers", "2"]
   with process_fixtures.LoggedProcess(command, tmp_path / "build.log", cwd=training_fixtures.REPO,
                                       env=_env()) as run:
-    assert run.wait_for(lambda: bool(list(partial.glob("*.array_record.json"))), timeout=300), run.log()
+    assert run.wait_for(lambda: bool(list(partial.glob("*.array_record.json"))), timeout=300), run.text
     workers = process_fixtures.spawned_children(run.pid)
     run.signal_group(signal.SIGINT)
-    assert run.wait(timeout=60) == 130, run.log()
-    log = run.log()
+    assert run.wait(timeout=60) == 130, run.text
+    log = run.text
   assert log.strip().splitlines()[-1] == (f"build_frame_shards.py: stopped by Ctrl-C; the shards finished so far "
                                           f"are kept in {out}.partial and the same command continues from them")
   _quiet(log)

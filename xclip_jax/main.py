@@ -78,19 +78,22 @@ class _QuietLibraries:
 
 
 def _check_config(config) -> None:
-  """Every value main can check before any work: mode and protocol, the data block, the model (variant,
-  model.frames = data.num_frames), the mesh over these devices and, for training, the batch over the mesh.
-  Raises ValueError naming the field."""
+  """Every value main can check before any work: mode and protocol, the data block, the mesh over these devices
+  and, for a fresh model (no init_from, whose architecture is read when the run starts), the model (variant,
+  model.frames = data.num_frames) and, for training, the batch over the mesh. Raises ValueError naming the
+  field."""
   import jax
 
   from xclip_jax import run_config, sharding
   from xclip_jax.data import config as data_config
-  from xclip_jax.training import programs
+  from xclip_jax.training import programs, run_model
 
   run_config.check_protocol(config)
   data_config.validate(config.data)
-  model_config = run_config.model_config_from(config)
   mesh = sharding.make_mesh(config.mesh)
+  if config.init_from.path:
+    return
+  model_config = run_model.model_config_from(config)
   if config.mode == "train" and config.protocol in ("supervised", "few_shot"):
     programs.check_run(config, model_config, mesh, jax.process_count())
 

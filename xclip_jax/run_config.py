@@ -6,17 +6,13 @@ Config files call `base_config()` and override what their protocol needs. Argume
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import ml_collections
 
 from xclip_jax.data.config import data_config
 
-if TYPE_CHECKING:
-  from xclip_jax.models.config import ModelConfig
-
+# The values of config.protocol (each has its runner in `xclip_jax.protocols.PROTOCOLS`) and of config.mode:
+# here, so that main refuses others before it imports the protocols (and TensorFlow with them).
 PROTOCOLS = ("supervised", "few_shot", "zero_shot", "demo")
-ABLATION_FIELDS = ("use_cross_frame", "use_mit", "use_prompt")
 MODES = ("train", "evaluate")
 
 
@@ -26,23 +22,11 @@ class ConfigError(ValueError):
 
 
 def check_protocol(config: ml_collections.ConfigDict) -> None:
-  """config.mode and config.protocol name something main runs."""
+  """config.mode and config.protocol name something main runs; else ConfigError naming the field."""
   if config.mode not in MODES:
     raise ConfigError(f"config.mode must be 'train' or 'evaluate', got {config.mode!r}")
   if config.protocol not in PROTOCOLS:
     raise ConfigError(f"config.protocol must be one of {', '.join(PROTOCOLS)}, got {config.protocol!r}")
-
-
-def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
-  """The architecture named by config.model (variant, frames, overrides) with its run-time options."""
-  from xclip_jax.models.config import RUNTIME_FIELDS, variant_config  # config files import this module: keep it light
-
-  m = config.model
-  if int(m.frames) != int(config.data.num_frames):
-    raise ConfigError(f"config.model.frames={m.frames} but config.data.num_frames={config.data.num_frames}; "
-                      f"they must agree (the MIT's temporal embedding has one row per frame).")
-  options = {name: m[name] for name in RUNTIME_FIELDS + ABLATION_FIELDS}
-  return variant_config(m.variant, frames=int(m.frames), **options, **m.overrides.to_dict())
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -81,7 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   # --- Model ------------------------------------------------------------------------------------------
   c.model = ml_collections.ConfigDict()
   c.model.variant = "B/16"  # "B/32", "B/16", "L/14", "L/14@336" or "tiny" (tests, demo).
-  c.model.frames = 8  # T frames per clip; must equal data.num_frames.
+  c.model.frames = 8  # T frames per clip; data.num_frames is the same value (one home, linked below).
   c.model.dtype = "bfloat16"  # Compute dtype (parameters stay float32; LayerNorm/softmax/logits in float32).
   c.model.remat = False  # Recompute each block's activations in the backward pass (official USE_CHECKPOINT).
   c.model.drop_path_rate = 0.0  # Stochastic depth over the vision layers (official DROP_PATH_RATE: 0).
@@ -105,6 +89,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Data ---------------------------------------------------------------------------------------------
   c.data = data_config()
+  # The clips have the model's frames: setting either of model.frames and data.num_frames sets both.
+  c.data.num_frames = c.model.get_ref("frames")
 
   # --- Optimisation (official recipe) ---------------------------------------------------------------------
   c.train = ml_collections.ConfigDict()
