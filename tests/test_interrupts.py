@@ -1,8 +1,9 @@
 """Ctrl-C as a terminal sends it (SIGINT to the command's whole process group), on real commands: training saves
 the step it stands on and the same command resumes to the uninterrupted run's parameters exactly; a second Ctrl-C
-stops at once; predict keeps the rows it finished; a frame-shard build keeps its finished shards. Nothing half-
-written, no worker left running, no leaked shared memory, one line each, no traceback. The runs use a user's
-environment (no TPU_SKIP_MDS_QUERY, no JAX_PLATFORMS): libtpu, installed here, must print nothing either."""
+stops at once; predict keeps the rows it finished; a frame-shard build keeps its finished shards and a search
+index the videos it embedded. Nothing half-written, no worker left running, no leaked shared memory, one line
+each, no traceback. The runs use a user's environment (no TPU_SKIP_MDS_QUERY, no JAX_PLATFORMS): libtpu,
+installed here, must print nothing either."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests import data_fixtures as F
-from tests import process_fixtures, training_fixtures
+from tests import process_fixtures, search_fixtures, training_fixtures
 from tests.test_cli import user_env
 from xclip_jax import cli
 from xclip_jax.training.checkpointing import load_model_params
@@ -201,3 +202,38 @@ def test_ctrl_c_stops_a_frame_shard_build_keeping_its_finished_shards(tmp_path):
   assert again.returncode == 0 and "wrote 8 of 8 videos" in again.stdout, again.stderr[-3000:]
   assert f"{len(finished)} of 8 shards already done" in again.stderr and not partial.exists()
   assert json.loads((out / "index.json").read_text())["build"]["stored"] == 8
+
+
+def test_ctrl_c_stops_a_search_index_keeping_the_videos_embedded(tmp_path):
+  """Ctrl-C once the first part is written: the build stops after the video under way, writes what it embedded,
+  says how many of how many videos are in the index (exit 130); the same command embeds only the others."""
+  from xclip_jax import pretrained
+  from xclip_jax.models.config import variant_config
+  from xclip_jax.models.params import flat_params
+  from xclip_jax.models.xclip import create_model
+  from xclip_jax.search import store
+
+  config = variant_config("tiny", frames=training_fixtures.FRAMES, **training_fixtures.TINY_MODEL)
+  pretrained.save_pretrained(tmp_path / "model", config, flat_params(create_model(config, seed=0)))
+  videos = [tmp_path / f"v{i}.mp4" for i in range(4)]
+  for i, video in enumerate(videos):
+    search_fixtures.write_long_video(video, [0, 1, 2, 3] * 2, seed=i)
+  out = tmp_path / "index"
+  command = [sys.executable, "-m", "xclip_jax.search", "index", "--checkpoint", str(tmp_path / "model"), "--videos",
+             *map(str, videos), "--out", str(out), "--window", "2", "--stride", "1", "--part-windows", "1",
+             "--no-progress"]
+  with process_fixtures.LoggedProcess(command, tmp_path / "index.log", cwd=training_fixtures.REPO,
+                                      env=_env()) as run:
+    assert run.wait_for(lambda: bool(list((out / "parts").glob("*.report.json"))), timeout=300), run.text
+    run.signal_group(signal.SIGINT)
+    assert run.wait(timeout=120) == 130, run.text
+    log = run.text
+  done = store.describe(str(out))["videos"]
+  assert 1 <= done < len(videos), log
+  assert log.strip().splitlines()[-1] == (f"search index: stopped by Ctrl-C after {done} of {len(videos)} videos; "
+                                          f"their windows are in {out} and the same command continues")
+  _quiet(log)
+  again = subprocess.run(command, cwd=training_fixtures.REPO, env=_env(),
+                         capture_output=True, text=True, timeout=300, check=False)
+  assert again.returncode == 0 and f"{done} already in the index" in again.stderr, again.stderr[-3000:]
+  assert store.describe(str(out))["videos"] == len(videos)

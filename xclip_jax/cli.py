@@ -302,6 +302,9 @@ def cpu_unless_accelerator(environ: dict[str, str] | None = None) -> bool:
   if tpu_chips or gpu:
     return False
   environ["JAX_PLATFORMS"] = "cpu"
+  jax = sys.modules.get("jax")
+  if environ is os.environ and jax is not None:  # a command that imported jax already: its backends start later
+    jax.config.update("jax_platforms", "cpu")
   return True
 
 
