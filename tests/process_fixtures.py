@@ -4,13 +4,15 @@ signal at a given line of its log."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import re
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def processes() -> dict[int, tuple[int, str, str]]:
@@ -42,6 +44,22 @@ def alive(pids) -> list[int]:
   return [p for p in pids if p in table and table[p][1] != "Z"]
 
 
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+  """A terminal's job takes Ctrl-C, whatever its starter ignores: a shell ignores SIGINT in its background jobs
+  (a test run started with `nohup ... &`), and a child inherits an ignored signal, but not a handler (exec resets
+  it to the default). So while a child starts, the tests' process handles SIGINT instead of ignoring it."""
+  ignored = (threading.current_thread() is threading.main_thread()
+             and signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+  if ignored:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    yield
+  finally:
+    if ignored:
+      signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LoggedProcess:
   """A command run in its own session (so in its own process group, as a terminal runs a job), its stdout and
   stderr in one log file: tests wait for a line of it, then signal the whole group as a terminal (SIGINT: Ctrl-C
@@ -52,8 +70,9 @@ class LoggedProcess:
                cwd: str | os.PathLike):
     self.log_path = pathlib.Path(log_path)
     self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in `wait` or on leaving the context)
-    self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+    with _sigint_not_ignored():
+      self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
     self.pid = self.process.pid
 
   def __enter__(self) -> LoggedProcess:

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from tests import training_fixtures
+from tests.training_fixtures import user_env
 from xclip_jax import cli
 from xclip_jax.zoo import registry
 
@@ -97,16 +98,6 @@ def test_missing_flags_and_the_underscore_spelling():
   assert parser.parse_args(["--batch_size", "3", "--out=a_b"]).batch_size == 3
   assert parser.parse_args(["--batch_size=4"]).batch_size == 4
   assert "--batch_size" not in parser.format_help()
-
-
-def user_env() -> dict[str, str]:
-  """The environment of a user's shell: none of the settings tests/conftest.py and subprocess_env add to keep
-  libtpu, TensorFlow and JAX quiet or on the CPU."""
-  env = training_fixtures.subprocess_env()
-  for key in ("JAX_PLATFORMS", "TPU_SKIP_MDS_QUERY", "ALLOW_MULTIPLE_LIBTPU_LOAD", "TF_CPP_MIN_LOG_LEVEL",
-              "XLA_FLAGS"):
-    env.pop(key, None)
-  return env
 
 
 def test_a_cpu_run_with_libtpu_installed_prints_nothing_of_libtpu(tmp_path):
