@@ -1,7 +1,7 @@
 """Ctrl-C as a terminal sends it (SIGINT to the command's whole process group) on the long commands other than
 training (whose Ctrl-C, SIGTERM and predict's are in tests/test_resume_and_distributed.py, beside the run they
-are compared with): a frame-shard build keeps its finished shards and a search index the videos it embedded; the
-same command continues. Nothing
+are compared with): the demo in its data generation and frame-shard building, a frame-shard build, which keeps its
+finished shards, and a search index, which keeps the videos it embedded; the same command continues. Nothing
 half-written, no worker left running, one line each, no traceback, in a user's environment (libtpu, installed
 here, prints nothing)."""
 
@@ -15,8 +15,11 @@ import time
 
 from tests import data_fixtures as F
 from tests import process_fixtures, search_fixtures, training_fixtures
+from tests.test_exact_runs import SMALL_DATA
 
 VIDEOS = 24  # of the frame-shard build, one a shard
+DEMO_STOPPED = ("xclip_jax.main: stopped by Ctrl-C; what was complete is kept (checkpoints, generated data, frame "
+                "shards) and the same command continues from it")
 
 
 def test_ctrl_c_stops_a_frame_shard_build_keeping_its_finished_shards(tmp_path):
@@ -85,3 +88,36 @@ def test_ctrl_c_stops_a_search_index_keeping_the_videos_embedded(tmp_path):
   assert again.returncode == 0 and f"{done} already in the index" in again.stderr, again.stderr[-3000:]
   assert store.describe(str(out))["videos"] == len(videos)
 
+
+def _temporaries(workdir) -> list[str]:
+  """Files or folders a writer meant to rename or delete (atomic_io's staging and backups, Orbax's)."""
+  return sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")
+                if ".tmp-" in p.name or ".old-" in p.name or "orbax-checkpoint-tmp" in p.name)
+
+
+def test_ctrl_c_stops_the_demo_while_it_makes_its_data_keeping_what_is_complete(tmp_path):
+  """The shrunk demo on a small dataset, Ctrl-C while it generates its videos, then (rerun) while it stores them
+  as frame shards: exit 130 within seconds, one line, no staging folder left; the finished videos are kept."""
+  workdir = tmp_path / "work"
+  command = [sys.executable, "-m", "xclip_jax.main", "--config", "configs/demo.py:shrink=true", "--workdir",
+             str(workdir), *SMALL_DATA]
+  phases = (
+      ("data generation", lambda: any(workdir.glob(".data.tmp-*/videos/*/*/*.mp4")),
+       lambda: not (workdir / "data").exists()),
+      ("frame-shard building", "Storing supervised/val as frame shards",
+       lambda: (workdir / "data" / "manifest.json").exists() and not (
+           workdir / "data" / "frames" / "supervised" / "val" / "index.json").exists()),
+  )
+  for phase, when, in_phase in phases:
+    with process_fixtures.LoggedProcess(command, tmp_path / f"{phase}.log", cwd=training_fixtures.REPO,
+                                        env=training_fixtures.terminal_env()) as run:
+      assert run.wait_for(when, timeout=300), f"{phase}: the run ended before the phase\n{run.text[-3000:]}"
+      run.signal_group(signal.SIGINT)
+      sent = time.monotonic()
+      assert run.wait(timeout=60) == 130, run.text[-3000:]
+      seconds = time.monotonic() - sent
+      log = run.text
+    assert in_phase(), f"the Ctrl-C meant for {phase} fell later; the test proves nothing for that phase"
+    assert log.strip().splitlines()[-1] == DEMO_STOPPED and seconds < 30, (seconds, log[-3000:])
+    training_fixtures.assert_quiet(log)
+    assert _temporaries(tmp_path) == [], phase
