@@ -12,12 +12,13 @@ lengths is the claim of docs/search.md ("Memory stays bounded"); a column growin
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+from xclip_jax import cli
 
 _FPS = 8
 _SEGMENT_FRAMES = 16
@@ -68,7 +69,7 @@ def measure(checkpoint: str, video: str, labels: str, window: float, stride: flo
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser("python scripts/timeline_memory.py", __doc__)
   parser.add_argument("--checkpoint", required=True, help="anything xclip_jax.load_model loads (a demo model)")
   parser.add_argument("--minutes", default="10,30,120", help="comma-separated video lengths (default 10,30,120)")
   parser.add_argument("--window", type=float, default=2.0, help="timeline window in seconds (default 2)")
@@ -97,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="timeline_memory.py")
