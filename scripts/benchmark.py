@@ -50,7 +50,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scripts.benchmarking import protocol  # noqa: E402
-from xclip_jax import perf, storage  # noqa: E402
+from xclip_jax import cli, perf, storage  # noqa: E402
 from xclip_jax.models.config import variant_config  # noqa: E402
 from xclip_jax.tokenizer import tokenize  # noqa: E402
 
@@ -241,7 +241,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser(description=__doc__)
   parser.add_argument("--peer", default="hf", choices=("hf", "none"), help="hf: transformers' XCLIPModel")
   parser.add_argument("--variant", default="B/32,B/16,L/14", help="comma-separated variants")
   parser.add_argument("--frames", default="8", help="comma-separated frame counts")
