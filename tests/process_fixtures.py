@@ -45,7 +45,7 @@ def alive(pids) -> list[int]:
 
 
 @contextlib.contextmanager
-def _sigint_not_ignored() -> Iterator[None]:
+def sigint_not_ignored() -> Iterator[None]:
   """A terminal's job takes Ctrl-C, whatever its starter ignores: a shell ignores SIGINT in its background jobs
   (a test run started with `nohup ... &`), and a child inherits an ignored signal, but not a handler (exec resets
   it to the default). So while a child starts, the tests' process handles SIGINT instead of ignoring it."""
@@ -70,7 +70,7 @@ class LoggedProcess:
                cwd: str | os.PathLike):
     self.log_path = pathlib.Path(log_path)
     self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in `wait` or on leaving the context)
-    with _sigint_not_ignored():
+    with sigint_not_ignored():
       self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
     self.pid = self.process.pid

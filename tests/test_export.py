@@ -25,7 +25,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("jax2onnx")
 
 import xclip_jax
-from tests import data_fixtures, zoo_fixtures
+from tests import data_fixtures, process_fixtures, zoo_fixtures
 from tests.references import max_abs_diff
 from xclip_jax import pretrained
 from xclip_jax.evaluation import video_files
@@ -243,10 +243,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(exported, tmp_path, cap
 
 def test_ctrl_c_during_an_export_leaves_nothing(exported, tmp_path):
   """A real Ctrl-C (SIGINT) once the staging folder exists: exit 130, one line, no folder left."""
-  process = subprocess.Popen(
-      [sys.executable, "-m", "xclip_jax.export", "--checkpoint", str(exported / "model"), "--out",
-       str(tmp_path / "out"), "--format", "onnx,stablehlo", "--no-progress"],
-      cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
+  with process_fixtures.sigint_not_ignored():  # as a terminal's job, even when the tests run in the background
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xclip_jax.export", "--checkpoint", str(exported / "model"), "--out",
+         str(tmp_path / "out"), "--format", "onnx,stablehlo", "--no-progress"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 240
   while not any(p.name.startswith(".out.tmp-") for p in tmp_path.iterdir()):
     assert process.poll() is None and time.monotonic() < deadline, "the export ended before its staging folder"
