@@ -42,4 +42,4 @@ class TextTransformer(nnx.Module):
     x = self.ln_final(self.transformer(x))
     # The end-of-text token has the largest id (49407): pool there, as CLIP does.
     pooled = x[jnp.arange(x.shape[0]), jnp.argmax(tokens, axis=-1)]
-    return pooled @ self.text_projection[...].astype(self.dtype)
+    return layers.matmul(pooled, self.text_projection[...], self.dtype)
