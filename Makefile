@@ -14,8 +14,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+# jax2onnx (the ONNX export) pins an older orbax-checkpoint that it never imports: it is installed without its
+# declared dependencies, the ones it uses come from requirements-export.txt (docs/export.md, Installing).
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-export.txt
 	$(PIP) install -q -r requirements-dev.txt
+	$(PIP) install -q --no-deps jax2onnx==0.17.1
 	touch $@
 
 install: $(VENV)/.installed

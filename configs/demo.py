@@ -48,9 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.source = "frames"
   c.data.frames.short_side = 0
   c.data.frames.fps = 0.0
-  c.data.synthetic_dir = ""  # "": WORKDIR/data (protocols.demo_data_dir), wherever the workdir is
+  c.data.synthetic_dir = ""  # "": WORKDIR/data (demo.demo_data_dir), wherever the workdir is
   c.data.synthetic_task = "supervised"
-  c.data.num_frames = 8
   c.data.input_size = 32  # The synthetic videos are 32 x 32.
   c.data.resize_short = 32  # No up-scaling before the crop (256/224 is for real videos).
   # Augmentation off: a horizontal flip turns "moving left" into "moving right" (a label-changing transform

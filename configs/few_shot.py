@@ -32,7 +32,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.few_shot.split_dir = ""
   c.data.source = "files"
   c.data.class_names = {"hmdb51": "hmdb_51", "ucf101": "ucf_101"}[args.dataset]
-  c.data.num_frames = 32
   c.data.k_shot = args.shots  # K training videos per class, drawn with k_shot_seed.
   c.data.k_shot_seed = args.seed
   c.data.batch_size = 64  # Official 8 GPUs x 4 x accumulation 2.

@@ -81,7 +81,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.source = "folders"
   c.data.root = "my_videos"  # train/, val/, test/ with one sub-folder per class
   c.data.readable_names = True
-  c.data.num_frames = frames
   c.data.input_size = 336 if args.variant == "L/14@336" else 224
   c.data.batch_size = max(256 // frames, 1)  # lowered by itself to a smaller training set (folder_runs)
   c.data.eval_batch_size = 8

@@ -31,7 +31,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.data.source = "files"  # or "arrayrecord" (scripts/build_arrayrecord.py) with data.arrayrecord.{train,val}
   c.data.class_names = {"k400": "kinetics_400", "k600": "kinetics_600"}[args.dataset]  # shipped CSVs
-  c.data.num_frames = args.frames
   c.data.input_size = 336 if args.variant.endswith("@336") else 224
   c.data.batch_size = 256  # Global batch per optimizer step (official: 8 GPUs x per-GPU batch x accumulation).
   c.data.eval_batch_size = 16

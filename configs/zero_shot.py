@@ -27,7 +27,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.variant = "B/16"
   c.model.frames = args.frames
   c.model.dtype = "float32"
-  c.data.num_frames = args.frames
   c.data.eval_batch_size = 8
   c.data.num_workers = 8
   c.eval.final_clips, c.eval.final_crops = 1, 1  # single view, as the paper

@@ -1,5 +1,6 @@
 """Checks the import rule that docs/layout.md states against the code: a room of xclip_jax/ imports only rooms
-of lower layers (its table), except the imports its "Known exceptions" list names.
+of lower layers (its table), except the imports its "Known exceptions" list names; and no module imports
+itself through others (no import circle, between rooms or between the modules of one room).
 
 A room is a sub-package (`models/`) or a top-level module (`inference.py`). Every import counts, inside
 functions too. `python -m tests.layout_checker` prints the violations of this checkout.
@@ -89,8 +90,65 @@ def imports_of(repo: pathlib.Path, path: pathlib.Path) -> list[tuple[int, str]]:
   return [(line, m) for line, m in found if m.split(".")[0] == PACKAGE]
 
 
+def import_graph(repo: pathlib.Path) -> dict[str, set[str]]:
+  """{module: the xclip_jax modules it imports} over every module of the package (a package is its __init__)."""
+  graph = {}
+  for path in sorted((repo / PACKAGE).rglob("*.py")):
+    module = _module_name(repo, path)
+    graph[module] = {m for _, m in imports_of(repo, path) if m != module and _is_module(repo, m)}
+  return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+  """The strongly connected groups of more than one module (Tarjan), each sorted, in sorted order."""
+  index, low, stack, on_stack, groups = {}, {}, [], set(), []
+
+  def visit(node: str) -> None:
+    index[node] = low[node] = len(index)
+    stack.append(node)
+    on_stack.add(node)
+    for other in sorted(graph.get(node, ())):
+      if other not in index:
+        visit(other)
+        low[node] = min(low[node], low[other])
+      elif other in on_stack:
+        low[node] = min(low[node], index[other])
+    if low[node] == index[node]:
+      group = []
+      while True:
+        member = stack.pop()
+        on_stack.discard(member)
+        group.append(member)
+        if member == node:
+          break
+      if len(group) > 1:
+        groups.append(sorted(group))
+
+  for node in sorted(graph):
+    if node not in index:
+      visit(node)
+  return sorted(groups)
+
+
+def _circle_path(graph: dict[str, set[str]], group: list[str]) -> list[str]:
+  """One import path around a circle: from its first module back to it, inside the group."""
+  start, members = group[0], set(group)
+  paths = {start: [start]}
+  frontier = [start]
+  while frontier:
+    node = frontier.pop(0)
+    for other in sorted(graph[node] & members):
+      if other == start:
+        return paths[node] + [start]
+      if other not in paths:
+        paths[other] = paths[node] + [other]
+        frontier.append(other)
+  return group
+
+
 def check(repo: pathlib.Path = REPO) -> list[str]:
-  """Every import that breaks the rule of docs/layout.md, and every listed exception that no longer occurs."""
+  """Every import that breaks the rule of docs/layout.md, every listed exception that no longer occurs, and
+  every import circle."""
   rule = read_rule(repo / "docs" / "layout.md")
   problems, seen_exceptions = [], set()
   for path in sorted((repo / PACKAGE).rglob("*.py")):
@@ -113,6 +171,9 @@ def check(repo: pathlib.Path = REPO) -> list[str]:
                         f"only import lower layers, `{imported}` is layer {rule.layers[imported]}")
   for source, module in sorted(rule.exceptions - seen_exceptions):
     problems.append(f"docs/layout.md lists `{source}` importing `{module}`, which it no longer does")
+  graph = import_graph(repo)
+  for group in import_circles(graph):
+    problems.append(f"import circle between {', '.join(group)}: {' -> '.join(_circle_path(graph, group))}")
   return problems
 
 

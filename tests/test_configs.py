@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from xclip_jax import protocols
+from xclip_jax import demo, protocols
 from xclip_jax.data import config as data_config
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.models.xclip import create_model
-from xclip_jax.training import trainer
+from xclip_jax.training import run_model
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CASES = [
@@ -43,9 +43,9 @@ def load(name: str, arg: str):
 def test_config_builds(name, arg):
   config = load(name, arg)
   data_config.validate(config.data)
-  model = trainer.model_config_from(config)
+  model = run_model.model_config_from(config)
   assert isinstance(model, ModelConfig)
-  assert config.protocol in ("supervised", "few_shot", "zero_shot", "demo")
+  assert config.protocol in protocols.PROTOCOLS
   assert model.num_frames == config.data.num_frames
   if "@336" in arg:
     assert config.data.input_size == 336 and model.image_size == 336 and config.model.remat
@@ -59,6 +59,22 @@ def test_config_builds(name, arg):
     assert config.protocol == ("few_shot" if "shots" in arg else "supervised")
   config.lock()  # main locks configs: every field the code reads must exist already
   assert config.train.train_text in (True, False)
+  # One home per value: the clips have the model's frames, whichever of the two names is set.
+  for name_set, value in (("model.frames", 16), ("data.num_frames", 32)):
+    block, field = name_set.split(".")
+    config[block][field] = value
+    assert config.model.frames == config.data.num_frames == value, name_set
+  assert "test_clips" not in config.data and "test_crops" not in config.data  # eval.final_* are the views
+
+
+def test_the_schedule_length_is_computed_in_one_place():
+  """optimizer.schedule_steps: epochs x steps per epoch, or total_steps with the warm-up's share of the epochs."""
+  from xclip_jax.training import optimizer
+
+  train = load("kinetics.py", "").train  # 30 epochs, 5 of warm-up
+  assert optimizer.schedule_steps(train, 40) == (1200, 200)
+  train.total_steps = 600
+  assert optimizer.schedule_steps(train, 40) == (600, 100)
 
 
 def test_every_config_file_is_covered():
@@ -75,7 +91,7 @@ def test_bad_choices_are_named():
   with pytest.raises(ValueError, match="dataset must be k400 or k600"):
     load("kinetics.py", "dataset=k700")
   with pytest.raises(ValueError, match="Unknown variant 'H/14'"):
-    trainer.model_config_from(load("kinetics.py", "variant=H/14"))
+    run_model.model_config_from(load("kinetics.py", "variant=H/14"))
 
 
 def test_demo_seed_changes_data_and_initialisation():
@@ -84,15 +100,15 @@ def test_demo_seed_changes_data_and_initialisation():
   assert seeds(one) == (1, 1, 1, 1) and seeds(two) == (2, 2, 2, 2)
   # Each run's data is under its own workdir unless data.synthetic_dir says otherwise.
   assert one.data.synthetic_dir == two.data.synthetic_dir == ""
-  assert protocols.demo_data_dir(one, "gs://bucket/runs/demo") == "gs://bucket/runs/demo/data"
+  assert demo.demo_data_dir(one, "gs://bucket/runs/demo") == "gs://bucket/runs/demo/data"
   one.data.synthetic_dir = "/data/shapes"
-  assert protocols.demo_data_dir(one, "runs/demo") == "/data/shapes"
+  assert demo.demo_data_dir(one, "runs/demo") == "/data/shapes"
 
 
 def test_video_position_init_std_changes_only_the_position_embeddings():
   """The demo's one model change (configs/demo.py): the ViT's spatial and the MIT's temporal position
   embeddings start at std 1.0; every other parameter is drawn exactly as with the official init."""
-  demo = trainer.model_config_from(load("demo.py", ""))
+  demo = run_model.model_config_from(load("demo.py", ""))
   faithful = demo.replace(video_position_init_std=ModelConfig().video_position_init_std)
   assert faithful.video_position_init_std == 0.0 and demo.video_position_init_std == 1.0
   flat = lambda config: {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(

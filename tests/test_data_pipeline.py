@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests import data_fixtures as F
-from xclip_jax.data import bad_videos, config, labels, pipeline, sources, synthetic
+from xclip_jax.data import bad_videos, config, labels, pipeline, sources, synthetic, video_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -214,12 +214,12 @@ def test_arrayrecord_round_trip(syn_dir, tmp_path):
   again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
   assert again.returncode == 1 and "not empty" in again.stderr  # Refuses to overwrite.
   ar_src = sources.ArrayRecordSource.from_pattern(os.path.join(out, "val-*.array_record"))
-  file_src = sources.make_source(_cfg(syn_dir), "val")
+  file_src = video_source.make_source(_cfg(syn_dir), "val")
   assert len(ar_src) == len(file_src) == 16 and ar_src.class_names == file_src.class_names
   for i in (0, 7, 15):
     a, b = ar_src[i], file_src[i]
     assert (a.label, a.index) == (b.label, b.index) and a.name == os.path.relpath(b.name, syn_dir)
-    with open(b.data, "rb") as f:
+    with open(b.path, "rb") as f:
       assert a.data == f.read()  # Bytes unchanged.
   cfg = _cfg(syn_dir, source="arrayrecord", arrayrecord={"val": os.path.join(out, "val-*.array_record")},
              num_workers=2, eval_batch_size=16)

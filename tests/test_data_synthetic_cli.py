@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -101,6 +102,27 @@ def test_same_seed_same_content_and_refuses_overwrite(data, tmp_path):
   assert not np.array_equal(c, synthetic.render(0, 0, np.random.default_rng([4, 0]), 32, 8))
   with pytest.raises(ValueError, match="even"):
     synthetic.generate(str(tmp_path / "odd"), size=33, quiet=True)
+
+
+_WRITE_FOUR = """
+import sys
+import numpy as np
+from xclip_jax.data import synthetic
+for k in range(4):  # the demo's kind of video: 32 px, plain style
+  frames = synthetic.render(3, k, np.random.default_rng([0, 5 + k]), 32, 16, "plain")
+  synthetic.write_mp4(f"{sys.argv[1]}_{k}.mp4", frames)
+"""
+
+
+def test_the_same_frames_give_the_same_file_bytes_whatever_the_memory_held(tmp_path):
+  """Each process fills new allocations with another byte (glibc MALLOC_PERTURB_), so an encoder that reads memory
+  it never wrote gives other bytes (x264's AVX-512 code did: every demo run trained on slightly different data)."""
+  for fill in (85, 170):
+    subprocess.run([sys.executable, "-c", _WRITE_FOUR, str(tmp_path / f"fill{fill}")], check=True, cwd=REPO,
+                   timeout=120, env=dict(os.environ, PYTHONPATH=REPO, MALLOC_PERTURB_=str(fill)))
+  for k in range(4):
+    first, second = (pathlib.Path(tmp_path / f"fill{fill}_{k}.mp4").read_bytes() for fill in (85, 170))
+    assert first == second, f"video {k}: other bytes from the same frames"
 
 
 def test_preview_cli_writes_a_contact_sheet(data, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests import test_configs, training_fixtures
-from xclip_jax import protocols
+from xclip_jax import demo
 from xclip_jax.data import decode, labels, sampling, synthetic
 from xclip_jax.evaluation import report
 
@@ -24,7 +24,7 @@ def test_demo_refuses_data_generated_with_another_seed(tmp_path):
   config = test_configs.load("demo.py", "seed=1")
   config.data.synthetic_dir = str(tmp_path / "data")
   with pytest.raises(ValueError, match=r"manifest.json was generated with other settings \(seed: 0 there vs 1"):
-    protocols.run_demo(config, tmp_path / "demo")
+    demo.run_demo(config, tmp_path / "demo")
   assert not (tmp_path / "demo").exists()  # stopped before writing anything
 
 

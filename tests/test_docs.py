@@ -183,7 +183,7 @@ def test_shell_commands_join_continuations_and_split_at_separators():
                                                   ["--seeds", "3", "--", "--config.train.lr=1"])) == []
 
 
-def test_layout_checker_reports_upward_imports_unknown_rooms_and_stale_exceptions(tmp_path):
+def test_layout_checker_reports_upward_imports_unknown_rooms_stale_exceptions_and_circles(tmp_path):
   package = tmp_path / "xclip_jax"
   for folder in ("models", "training"):
     (package / folder).mkdir(parents=True)
@@ -193,6 +193,8 @@ def test_layout_checker_reports_upward_imports_unknown_rooms_and_stale_exception
   (package / "models" / "head.py").write_text("import xclip_jax\n\ndef f():\n  return xclip_jax.fit\n")
   (package / "training" / "loop.py").write_text("from xclip_jax.models import net\nfrom xclip_jax import extra\n")
   (package / "extra.py").write_text("")
+  (package / "models" / "a.py").write_text("def f():\n  from xclip_jax.models import b\n")  # a circle in a room
+  (package / "models" / "b.py").write_text("from xclip_jax.models import a\n")
   (tmp_path / "docs").mkdir()
   (tmp_path / "docs" / "layout.md").write_text(textwrap.dedent("""\
       | layer | rooms |
@@ -211,4 +213,8 @@ def test_layout_checker_reports_upward_imports_unknown_rooms_and_stale_exception
       "layers, `training/` is layer 2",
       "xclip_jax/training/loop.py:2: imports xclip_jax.extra, whose room `extra.py` has no row in docs/layout.md",
       "docs/layout.md lists `xclip_jax/models/gone.py` importing `xclip_jax.training.loop`, which it no longer does",
+      "import circle between xclip_jax.models.a, xclip_jax.models.b: xclip_jax.models.a -> xclip_jax.models.b -> "
+      "xclip_jax.models.a",
+      "import circle between xclip_jax.models.net, xclip_jax.training.loop: xclip_jax.models.net -> "
+      "xclip_jax.training.loop -> xclip_jax.models.net",
   ]

@@ -21,7 +21,7 @@ import pytest
 
 from tests import data_fixtures as F
 from tests import process_fixtures, training_fixtures
-from xclip_jax.data import config, frame_build, frame_shards, jpeg, labels, pipeline, sampling, synthetic
+from xclip_jax.data import config, frame_build, frame_shards, jpeg, labels, pipeline, sampling, synthetic, video_source
 from xclip_jax.data.frame_extract import FrameSettings
 
 SETTINGS = FrameSettings(short_side=40, fps=10, quality=90)
@@ -109,11 +109,11 @@ def test_build_stores_the_frames_players_show(built):
   vfr = [F.decoded_index(f) for f in _frames_of(src, "vfr.mp4")]
   assert vfr[:15] == list(range(11)) + [14, 18, 22, 26] and len(vfr) in (15, 16)
   i = [src.name(k) for k in range(len(src))].index("vfr.mp4")
-  assert src.index.fps[src.ids[i]] == 10.0
+  assert src.index.fps[i] == 10.0
   # The index keeps each video's label and list position.
   for k in range(len(src)):
     entry = next(e for e in built["entries"] if e.name == src.name(k))
-    assert src[k].label == entry.label and src.index.list_index[src.ids[k]] == built["entries"].index(entry)
+    assert src[k].label == entry.label and src.index.list_index[k] == built["entries"].index(entry)
 
 
 def _cfg(out, frames=None, **overrides):
@@ -172,7 +172,7 @@ def test_two_hosts_read_disjoint_complete_parts(built):
   parts = [set(src.host_indices(h, 2).tolist()) for h in range(2)]
   assert not parts[0] & parts[1] and parts[0] | parts[1] == set(range(len(src)))
   for h in range(2):  # Whole shards per host: shard s goes to host s % 2.
-    assert {int(src.index.shard[src.ids[i]]) % 2 for i in parts[h]} == {h}
+    assert {int(src.index.shard[i]) % 2 for i in parts[h]} == {h}
   ev = [pipeline.make_eval_iterator(_cfg(built["out"], eval_batch_size=2), process_index=h, process_count=2)
         for h in range(2)]
   got = [{int(i) for b in e for i, v in zip(b["index"], b["valid"], strict=True) if v} for e in ev]
@@ -183,9 +183,10 @@ def test_two_hosts_read_disjoint_complete_parts(built):
 
 def test_k_shot_picks_the_same_videos_as_the_files_source(built):
   cfg = _cfg(built["out"], k_shot=1, k_shot_seed=3)
-  src = frame_shards.make_source(cfg, "train")
+  src = video_source.make_source(cfg, "train")
   full = frame_shards.FrameShardSource(built["out"])
-  want = labels.k_shot_subset(full.records(), 1, 3)
+  records = [labels.VideoRecord(full.name(i), int(full.labels()[i]), i) for i in range(len(full))]
+  want = labels.k_shot_subset(records, 1, 3)
   assert [src.name(i) for i in range(len(src))] == [r.path for r in want]
   assert sorted(src.labels().tolist()) == [0, 1, 2]
 
@@ -266,10 +267,10 @@ def test_missing_damaged_or_mismatched_shards_are_named(tmp_path, built):
   out = _copy(built, tmp_path)
   with pytest.raises(frame_shards.FrameShardError, match=r"built with short_side 40, but the config asks for "
                                                          r"data.frames.short_side=256"):
-    frame_shards.make_source(_cfg(out, frames={"short_side": 256}), "train")
+    video_source.make_source(_cfg(out, frames={"short_side": 256}), "train")
   with pytest.raises(frame_shards.FrameShardError, match=r"built with fps 10, but the config asks for "
                                                          r"data.frames.fps=30"):
-    frame_shards.make_source(_cfg(out, frames={"fps": 30}), "train")
+    video_source.make_source(_cfg(out, frames={"fps": 30}), "train")
   shard = out / "shard-00002-of-00004.array_record"
   data = shard.read_bytes()
   shard.write_bytes(data[:-100])

@@ -21,7 +21,7 @@ from jax.sharding import PartitionSpec as P
 from tests import training_fixtures
 from xclip_jax import sharding
 from xclip_jax.planning import batch_search, compiled, hlo_collectives, planner, report, topologies
-from xclip_jax.training import programs, trainer
+from xclip_jax.training import programs, run_model, trainer
 
 # A tiny model whose widths are multiples of TPU tiles (128), so per-chip bytes are not dominated by padding.
 TILED_MODEL = dict(training_fixtures.TINY_MODEL, vision_width=128, vision_heads=2, vision_mlp_dim=512, text_width=128,
@@ -59,10 +59,11 @@ def test_tiny_train_and_eval_steps_compile_for_tpu_with_fsdp(fsdp_plan):
   assert names[0] == "train step" and any(name.startswith("eval step") for name in names)
   for program in plan.programs:
     assert program.refusal is None and program.fits
-    assert program.argument_bytes > 0 and program.temp_bytes > 0 and program.code_bytes > 0
+    assert program.argument_bytes > 0 and program.code_bytes > 0
     assert 0 < program.total_bytes < target.chip.hbm_bytes
   train = plan.programs[0]
-  assert train.alias_bytes > 0  # the donated state is updated in place
+  # XLA reports no temporaries for this tiny model's eval step (per-video probabilities out, no top_k on device).
+  assert train.alias_bytes > 0 and train.temp_bytes > 0  # the donated state is updated in place
   # FSDP: parameters are gathered before use and gradients reduced across the 4 chips.
   assert train.collectives.count["all-gather"] > 0
   assert train.collectives.count["reduce-scatter"] + train.collectives.count["all-reduce"] > 0
@@ -191,7 +192,7 @@ def test_topology_names():
 @needs_libtpu
 def test_impossible_plans_are_errors_naming_the_field():
   mesh = sharding.make_mesh({"data": 8})
-  model = trainer.model_config_from(_config())
+  model = run_model.model_config_from(_config())
   config = _config()
   config.data.batch_size = 12
   with pytest.raises(ValueError, match=r"data.batch_size=12 / train.grad_accum_steps=1 = 12 clips .* 8 batch shards"):

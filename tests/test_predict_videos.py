@@ -15,7 +15,7 @@ import xclip_jax
 from tests import data_fixtures as F
 from tests import training_fixtures
 from xclip_jax import predict, pretrained
-from xclip_jax.data import decode, labels, sampling
+from xclip_jax.data import decode, labels, sampling, views
 from xclip_jax.evaluation import labelled_videos, video_files
 from xclip_jax.models.config import variant_config
 from xclip_jax.models.params import flat_params
@@ -95,8 +95,11 @@ def test_sampled_frames_are_what_the_classifier_sees(tmp_path):
   path = F.write_index_video(str(tmp_path / "index.mp4"), 40)
   frames = video_files.sampled_frames(path, 4, clips=2)
   assert frames.shape == (2, 4, 48, 64, 3) and frames.dtype == np.uint8
-  want = sampling.multiview_indices(40, 4, 2, mode="segment", multiview="uniform", rng=None)
+  want = views.ViewSpec(frames=4, size=32, clips=2).frame_indices(40, "index.mp4")  # the classifier's clips
   assert [[F.decoded_index(f) for f in clip] for clip in frames] == want.tolist()
+  uniform = video_files.sampled_frames(path, 4, clips=2, multiview_sampling="uniform")
+  want = sampling.multiview_indices(40, 4, 2, mode="segment", multiview="uniform", rng=None)
+  assert [[F.decoded_index(f) for f in clip] for clip in uniform] == want.tolist()
   assert video_files.sampled_frames(path, 4, short_side=24).shape == (1, 4, 24, 32, 3)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -84,8 +85,11 @@ def test_ablated_model_trains(dataset, tmp_path):
 def test_bad_configuration_is_named(dataset, tmp_path):
   config = training_fixtures.tiny_config(dataset)
   config.model.frames = 8
+  assert config.data.num_frames == 8  # one value in a run config (a FieldReference)
+  unlinked = ml_collections.ConfigDict(config.to_dict())  # written out and read back: two fields again
+  unlinked.data.num_frames = 4
   with pytest.raises(ValueError, match="config.model.frames=8 but config.data.num_frames=4"):
-    trainer.train(config, tmp_path / "a")
+    trainer.train(unlinked, tmp_path / "a")
   config = training_fixtures.tiny_config(dataset, data=3)
   with pytest.raises(ValueError, match="does not divide the 8 available devices"):
     trainer.train(config, tmp_path / "b")

@@ -10,6 +10,8 @@ import importlib.util
 import json
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from tests import data_fixtures, training_fixtures
 from xclip_jax import predict, pretrained, protocols
 from xclip_jax.data import config as data_config
-from xclip_jax.data import folders, labels, sources, synthetic
+from xclip_jax.data import folders, labels, synthetic, video_source
 from xclip_jax.evaluation import labelled_videos
 from xclip_jax.training import checkpointing
 
@@ -113,12 +115,13 @@ def test_layout_names_splits_and_one_walker_for_training_and_evaluation(videos, 
   assert labelled_videos.labelled_set(videos / "test").class_names == list(CLASSES)  # as written, without
   # The pipeline's source of each split, the test split included; K per class drawn from train/ with a seed.
   cfg = data_config.data_config(source="folders", root=str(videos), readable_names=True)
-  source = sources.make_source(cfg, "test")
+  source = video_source.make_source(cfg, "test")
   assert source.class_names == READABLE and [source[i].name for i in range(len(source))] == [r.path for r in test]
   cfg.k_shot, cfg.k_shot_seed = 3, 1
-  drawn = sources.make_source(cfg, "train").records
-  assert np.bincount([r.label for r in drawn]).tolist() == [3, 3, 3, 3]
-  assert drawn == sources.make_source(cfg, "train").records  # seeded
+  drawn = video_source.make_source(cfg, "train")
+  assert np.bincount(drawn.labels()).tolist() == [3, 3, 3, 3]
+  names = [drawn.name(i) for i in range(len(drawn))]
+  assert names == [video_source.make_source(cfg, "train").name(i) for i in range(12)]  # seeded
   # The class set is the union of the splits' folders, in one order (sorted by folder name).
   root = copy_of(videos, tmp_path)
   write_videos(root / "val" / "BoxJumping", 3, 5, 1, seed=99)
@@ -193,7 +196,7 @@ def test_training_refuses_test_only_classes_and_zero_shot_evaluation_says_so(vid
   assert [(workdir / "report" / name).is_file() for name in REPORT] == [True] * 4
   assert labels.read_class_names(str(workdir / "classes.csv")) == ["box jumping", *READABLE]
   # The report's single pass agrees with the trainer's evaluation of the same split.
-  model_config, evaluator, state = protocols._evaluation_model(config, workdir)
+  _, model_config, evaluator, state = protocols._evaluation_model(config, workdir)
   check = evaluator.evaluate(state, config.data, split="test", context_length=model_config.context_length)
   assert (check.top1, check.top5, check.videos) == (results["final"]["top1"], results["final"]["top5"], 10)
   confusion = np.array(results["report"]["confusion"])
@@ -269,3 +272,61 @@ def test_fine_tune_through_main_writes_the_report_and_predict_reads_the_result(f
 
   readable, as_written = probabilities(out, READABLE), probabilities(raw, list(CLASSES))
   assert np.abs(readable - as_written).max() > 1e-3
+
+
+def test_a_fine_tune_starts_from_a_training_workdir_without_model_flags(finetuned, videos, tmp_path, caplog):
+  """configs/finetune.py for B/16 at 8 frames and 224 px, started from the tiny 4-frame 32 px workdir: the
+  architecture is the workdir's, the data follow it, and the run's log says which architecture it took."""
+  root = copy_of(videos, tmp_path)
+  for split in ("val", "test"):  # training only: the evaluation paths are tested above
+    shutil.rmtree(root / split)
+  config = run_config(root, "shrink=true", init_from__path=str(finetuned["workdir"]), model__dtype="float32",
+                      model__remat=False)
+  assert (config.model.variant, config.model.frames, config.data.input_size) == ("B/16", 8, 224)
+  with caplog.at_level("INFO"):
+    results = protocols.run(config, tmp_path / "run")
+  trained, _ = checkpointing.load_model_params(finetuned["workdir"])
+  tuned, params = checkpointing.load_model_params(tmp_path / "run")
+  assert results["step"] == 2 and tuned.replace(dtype="float32") == trained.replace(dtype="float32")
+  assert params[("visual", "conv1")].shape[0] == trained.patch_size
+  assert f"init_from {finetuned['workdir']}, workdir: {trained.describe()}" in caplog.text
+  assert "the data follow the model: data.num_frames=4 (was 8), data.input_size=32 (was 224)" in caplog.text
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert (saved["model"]["frames"], saved["data"]["num_frames"], saved["data"]["input_size"]) == (4, 4, 32)
+
+
+def test_main_and_predict_give_every_video_the_same_numbers_with_the_same_views(released, videos, tmp_path):
+  """One folder with 3 clips x 3 crops (clips placed at random, seeded by the file name): main's evaluate mode
+  (its report's predictions.csv) and predict give every video the same top-1 class and the same probability
+  of every class; predict with the other clip placement gives other numbers."""
+  root = copy_of(videos, tmp_path)
+  workdir = tmp_path / "evaluate"
+  run = training_fixtures.run_main(f"configs/finetune.py:variant=tiny,frames={FRAMES},shrink=true", workdir,
+                                   f"--config.data.root={root}", "--config.mode=evaluate",
+                                   f"--config.init_from.path={released}", "--config.eval.final_clips=3",
+                                   "--config.eval.final_crops=3", "--config.eval.max_batches=-1",
+                                   "--config.data.num_workers=0")
+  assert run.returncode == 0, run.stderr[-3000:]
+
+  def predicted(sampling: str) -> dict[str, dict[str, str]]:
+    out = tmp_path / f"{sampling}.csv"
+    command = [sys.executable, "-m", "xclip_jax.predict", "--checkpoint", str(released), "--video", str(root / "test"),
+               "--labels-file", str(workdir / "classes.csv"), "--clips", "3", "--crops", "3", "--top", "4",
+               "--batch-size", "4", "--multiview-sampling", sampling, "--out", str(out), "--no-progress"]
+    done = subprocess.run(command, cwd=training_fixtures.REPO, env=training_fixtures.subprocess_env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {row["path"]: row for row in csv.DictReader(out.open())}
+
+  def probabilities(row: dict[str, str]) -> dict[str, float]:
+    return {row[f"label_{i}"]: float(row[f"probability_{i}"]) for i in (1, 2, 3, 4)}
+
+  evaluated = {row["path"]: row for row in csv.DictReader((workdir / "report" / "predictions.csv").open())}
+  official, uniform = predicted("official"), predicted("uniform")
+  assert sorted(evaluated) == sorted(official) and len(evaluated) == 8
+  for path, row in evaluated.items():
+    assert official[path]["label_1"] == row["label_1"], path
+    mine = probabilities(official[path])
+    assert mine == pytest.approx(probabilities(row), abs=1e-6), path
+  assert max(abs(probabilities(uniform[p])[name] - probabilities(evaluated[p])[name])
+             for p in evaluated for name in READABLE) > 1e-4

@@ -28,7 +28,7 @@ from tests.zoo_fixtures import (
     sha256,
 )
 from xclip_jax import pretrained, run_config, zoo
-from xclip_jax.training import trainer
+from xclip_jax.training import run_model
 from xclip_jax.zoo import cache, cli, registry
 
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -162,18 +162,32 @@ def test_a_file_put_in_the_cache_by_hand_is_used_without_network(released, first
   np.testing.assert_array_equal(logits(model), logits(first_loads["models"][RELEASE_NAME]))
 
 
-def test_training_init_from_takes_a_name(offline):
+def test_training_init_from_takes_what_load_model_takes(offline, released, tmp_path):
+  """A name, a converted directory or an official .pth file: the architecture is the source's, the data block
+  follows it, and an override the source contradicts is one line naming the field."""
   config = run_config.base_config()
   config.model.variant, config.model.frames, config.data.num_frames = "tiny", CLIP_FRAMES, CLIP_FRAMES
-  config.init_from.path = OPENAI_NAME
-  model_config, params = trainer.load_initial_params(config, trainer.model_config_from(config))
+  config.init_from.path = OPENAI_NAME  # CLIP has no frame count: it gets config.model.frames
+  chosen = run_model.initial_model(config)
   expected_config, expected = pretrained.load_pretrained(zoo.fetch(OPENAI_NAME, frames=CLIP_FRAMES))
-  assert model_config.num_frames == CLIP_FRAMES and sorted(params) == sorted(expected)
+  assert chosen.model_config.num_frames == CLIP_FRAMES and sorted(chosen.params) == sorted(expected)
   for path, value in expected.items():
-    np.testing.assert_array_equal(params[path], value)
-  config.init_from.path = RELEASE_NAME
-  with pytest.raises(ValueError, match=f"{RELEASE_NAME} was trained with {RELEASE_FRAMES} frames"):
-    trainer.load_initial_params(config, trainer.model_config_from(config))
+    np.testing.assert_array_equal(chosen.params[path], value)
+  pth = tmp_path / f"{RELEASE_NAME}.pth"
+  pth.write_bytes(released["checkpoint"])
+  by_name = xclip_jax.load_model(RELEASE_NAME)
+  for source in (RELEASE_NAME, str(pth)):  # an X-CLIP keeps its own frames; data.num_frames follows
+    config.init_from.path = source
+    chosen = run_model.initial_model(config)
+    assert chosen.model_config.num_frames == RELEASE_FRAMES == chosen.config.data.num_frames
+    assert chosen.config.model.frames == RELEASE_FRAMES and chosen.config.data.input_size == 32
+    assert chosen.model_config.replace(dtype="float32") == by_name.config.replace(dtype="float32")
+    for path, value in pretrained.load_pretrained(zoo.fetch(RELEASE_NAME))[1].items():
+      np.testing.assert_array_equal(chosen.params[path], value)
+  config.model.overrides.vision_layers = 7
+  with pytest.raises(ValueError, match=f"config.model.overrides.vision_layers=7 but init_from {pth} has "
+                                       f"vision_layers=2"):
+    run_model.initial_model(config)
 
 
 def test_cli_download_prints_where_the_model_is(offline, capsys):

@@ -14,12 +14,49 @@ import tempfile
 from collections.abc import Iterator
 
 
+def _staging_prefix(output: pathlib.Path, kind: str = "tmp") -> str:
+  """Temporary siblings are named `.<name>.<kind>-<pid>-<random>`: whose they are is in the name."""
+  return f".{output.name}.{kind}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # someone else's process
+    return True
+  return True
+
+
+def remove_stale_siblings(output: str | os.PathLike) -> list[pathlib.Path]:
+  """Deletes the temporary siblings of `output` left by writers that were killed (SIGKILL, a lost machine) before
+  they could clean up; returns them. A sibling whose process still runs on this machine is another writer's and
+  kept. Why here: a killed run's staging folder would otherwise stay beside its output forever.
+  """
+  output = pathlib.Path(output).absolute()
+  removed = []
+  if not output.parent.is_dir():
+    return removed
+  for kind in ("tmp", "old"):
+    for sibling in output.parent.glob(f".{output.name}.{kind}-*"):
+      pid = sibling.name[len(f".{output.name}.{kind}-"):].split("-", 1)[0]
+      if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if sibling.is_dir():
+          shutil.rmtree(sibling, ignore_errors=True)
+        else:
+          sibling.unlink(missing_ok=True)
+        removed.append(sibling)
+  return removed
+
+
 @contextlib.contextmanager
 def atomic_directory(output: str | os.PathLike, overwrite: bool = False) -> Iterator[pathlib.Path]:
   """Yields a temporary sibling directory that replaces `output` only if the block succeeds.
 
   An existing non-empty `output` is kept unless `overwrite`; even then it is only removed after the new
-  directory is complete. On any error the temporary directory is deleted and `output` is untouched.
+  directory is complete. On any error the temporary directory is deleted and `output` is untouched; what a killed
+  writer left beside `output` is deleted first (`remove_stale_siblings`).
   """
   output = pathlib.Path(output).absolute()
   if output.exists() and not output.is_dir():
@@ -28,13 +65,14 @@ def atomic_directory(output: str | os.PathLike, overwrite: bool = False) -> Iter
     raise FileExistsError(f"{output} already exists and is not empty; pass overwrite=True (--overwrite) to "
                           f"replace it.")
   output.parent.mkdir(parents=True, exist_ok=True)
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+  remove_stale_siblings(output)
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=_staging_prefix(output), dir=output.parent))
   try:
     yield staging
     if output.exists():
       if not overwrite and any(output.iterdir()):  # written by someone else meanwhile
         raise FileExistsError(f"{output} appeared while writing; not overwriting it.")
-      backup = pathlib.Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+      backup = pathlib.Path(tempfile.mkdtemp(prefix=_staging_prefix(output, "old"), dir=output.parent))
       output.rename(backup / "previous")
       staging.rename(output)
       shutil.rmtree(backup, ignore_errors=True)
@@ -55,7 +93,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[pathli
   """
   path = pathlib.Path(path).absolute()
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
+  remove_stale_siblings(path)
+  fd, name = tempfile.mkstemp(prefix=_staging_prefix(path), suffix=suffix, dir=path.parent)
   os.close(fd)
   staging = pathlib.Path(name)
   try:

@@ -7,7 +7,7 @@ state, so calls after the first reuse the compiled program. Class texts can be e
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -15,13 +15,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from etils import epath
 from flax import nnx
 
-from xclip_jax import pretrained
+from xclip_jax import model_reader
 from xclip_jax.data import device_ops
+from xclip_jax.models import frame_count
 from xclip_jax.models.config import ModelConfig
-from xclip_jax.models.params import model_from_params
+from xclip_jax.models.params import flat_params, model_from_params
 from xclip_jax.models.xclip import XCLIP, VideoFeatures
 from xclip_jax.tokenizer import tokenize
 
@@ -72,30 +72,18 @@ class InferenceModel:
     logits = self(videos, tokenize(list(class_names), context_length=self.config.context_length, truncate=True))
     return np.asarray(jax.nn.softmax(logits, axis=-1))
 
+  def at_frames(self, frames: int, method: str | None = None) -> InferenceModel:
+    """The same model taking `frames` frames per clip: the MIT's temporal position table resized
+    (models/frame_count.py; `method` one of its METHODS, default its DEFAULT_METHOD, measured)."""
+    if frames == self.config.num_frames:
+      return self
+    config, params = frame_count.at_frames(self.config, flat_params(self.module), frames,
+                                           method or frame_count.DEFAULT_METHOD)
+    return InferenceModel(model_from_params(config, params))
+
   def __repr__(self) -> str:
     count = sum(x.size for x in jax.tree.leaves(self.state))
     return f"InferenceModel({count / 1e6:.1f}M parameters; {self.config.describe()})"
-
-
-def _detect_source(path: epath.Path) -> str:
-  if path.is_dir():
-    if pretrained.is_pretrained_dir(path):
-      return "jax"
-    if (path / "checkpoints").is_dir():
-      return "workdir"
-    config = path / "config.json"
-    if config.is_file():
-      try:
-        if json.loads(config.read_text()).get("model_type") == "xclip":
-          return "hf"
-      except json.JSONDecodeError as error:
-        raise ValueError(f"{config} is not valid JSON: {error}") from error
-    raise ValueError(f"{path} is neither an xclip_jax model directory (config.json + params.safetensors, written by "
-                     f"scripts/convert_checkpoint.py), a training workdir (checkpoints/), nor a HuggingFace XCLIP "
-                     f"directory.")
-  if path.is_file():
-    return "xclip" if path.suffix == ".pth" else "openai"
-  raise FileNotFoundError(f"No model at {path}.")
 
 
 def load_model(name_or_path: str | os.PathLike, *, frames: int | None = None, revision: str | None = None,
@@ -116,23 +104,9 @@ def load_model(name_or_path: str | os.PathLike, *, frames: int | None = None, re
     dtype: compute dtype ("float32" default, "bfloat16" for speed on accelerators).
     **overrides: run-time `ModelConfig` options such as `attention_implementation="xla"`.
   """
-  from xclip_jax import zoo
-
-  path = zoo.resolve(name_or_path, frames=frames, revision=revision)
-  source = _detect_source(path)
-  if source == "jax":
-    config, params = pretrained.load_pretrained(path)
-  elif source == "workdir":
-    from xclip_jax.training.checkpointing import load_model_params
-    config, params = load_model_params(path)
-  else:
-    from xclip_jax.conversion import import_checkpoint
-    config, params, _ = import_checkpoint(source, path, frames=frames)
-  if frames is not None and frames != config.num_frames:
-    raise ValueError(f"{name_or_path} was trained with {config.num_frames} frames; it cannot be loaded with "
-                     f"frames={frames}.")
+  found = model_reader.read_model(name_or_path, frames=frames, revision=revision)
   changes = dict(overrides, **({"dtype": dtype} if dtype else {}))
-  bad = sorted(set(changes) - {"dtype", "attention_implementation", "remat"})
-  if bad:
-    raise ValueError(f"load_model: {bad} cannot be changed on a trained model (only run-time options).")
-  return InferenceModel(model_from_params(config.replace(**changes), params))
+  config = model_reader.with_runtime_options(found.config, changes, source=f"load_model({found.name!r})",
+                                             allowed=("dtype", "attention_implementation", "remat"))
+  logging.info("load_model: %s", found.describe())
+  return InferenceModel(model_from_params(config, found.params))

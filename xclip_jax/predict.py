@@ -8,8 +8,9 @@ r"""Open-set video recognition: classify video files against any class names.
 --video takes files, folders (searched recursively for video files) and list files (.txt: one path per
 line, or official `<path> <label id>` lines; relative to the list's folder or --root). --checkpoint is
 anything `xclip_jax.load_model` loads (a converted model directory, a training workdir, an HF XCLIP
-directory, ...). Frames are sampled and cropped as the official test pipeline; probabilities are averaged
-over the clips x crops views. Videos are decoded ahead on host threads and classified in batches on the
+directory, ...). Frames are sampled and cropped as the official test pipeline, by the view builder main's
+evaluation uses (`xclip_jax.data.views`; --multiview-sampling as data.multiview_sampling); probabilities are
+averaged over the clips x crops views. Videos are decoded ahead on host threads and classified in batches on the
 device. A file that cannot be read gets its error in its row (and on stderr) while the others are
 classified; the exit code is then 1. With --out, rows go to a CSV or JSON-lines file (by its extension or
 --format), written to a temporary file and renamed (or uploaded) at the end; without it, a table is printed.
@@ -26,7 +27,7 @@ import sys
 import numpy as np
 
 from xclip_jax import storage
-from xclip_jax.data import decode
+from xclip_jax.data import decode, views
 from xclip_jax.evaluation import video_files
 from xclip_jax.evaluation.video_files import video_views  # noqa: F401 - public here since the first release.
 
@@ -52,10 +53,12 @@ def read_labels(labels: str | None, labels_file: str | None) -> list[str]:
   return names
 
 
-def predict(model, video_path: str, class_names: list[str], *, clips: int = 1, crops: int = 1) -> np.ndarray:
+def predict(model, video_path: str, class_names: list[str], *, clips: int = 1, crops: int = 1,
+            multiview_sampling: str = views.DEFAULT_MULTIVIEW_SAMPLING) -> np.ndarray:
   """Probabilities (K,) of one video, averaged over clips x crops views; raises `VideoDecodeError` if unreadable."""
-  [result] = video_files.classify_videos(model, [video_path], class_names, clips=clips, crops=crops, batch_size=1,
-                                         workers=1, progress=False)
+  [result] = video_files.classify_videos(model, [video_path], class_names, clips=clips, crops=crops,
+                                         multiview_sampling=multiview_sampling, batch_size=1, workers=1,
+                                         progress=False)
   if result.error is not None:
     raise decode.VideoDecodeError(video_path, result.error)
   return result.probabilities
@@ -74,11 +77,20 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--top", type=int, default=5, help="how many classes per video (default 5)")
   parser.add_argument("--clips", type=int, default=1, help="temporal views (default 1)")
   parser.add_argument("--crops", type=int, default=1, choices=(1, 3), help="spatial views (1 or 3)")
+  parser.add_argument("--multiview-sampling", choices=views.MULTIVIEW_SAMPLINGS,
+                      default=views.DEFAULT_MULTIVIEW_SAMPLING,
+                      help="placement of --clips > 1: official (X-CLIP's random segment samplings, seeded by the "
+                           "file name; main's data.multiview_sampling default) or uniform (evenly shifted)")
   parser.add_argument("--batch-size", type=int, default=8, help="videos per device batch (default 8)")
   parser.add_argument("--workers", type=int, default=None, help="host threads decoding ahead (default: CPUs, <= 8)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: the model's)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table (without --out)")
+  parser.add_argument("--timeline", action="store_true", help="classify every window of each video (any length): one "
+                                                              "row per window, a .png beside --out (docs/search.md)")
+  parser.add_argument("--window", type=float, help="with --timeline: window length in seconds (default 8)")
+  parser.add_argument("--stride", type=float, help="with --timeline: seconds between window starts (default: half "
+                                                   "a window)")
   return parser
 
 
@@ -118,10 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     import xclip_jax
 
     model = xclip_jax.load_model(args.checkpoint, dtype=args.dtype)
+    if args.timeline:
+      from xclip_jax.search import timeline
+
+      return timeline.run(model, videos, class_names, out=args.out, top=args.top, window_s=args.window,
+                          stride_s=args.stride, batch_size=args.batch_size, progress=not args.no_progress)
   except (ValueError, OSError) as error:  # OSError: missing files, zoo download failures
     print(f"predict: error: {error}", file=sys.stderr)
     return 1
   results = video_files.iter_classify_videos(model, videos, class_names, clips=args.clips, crops=args.crops,
+                                             multiview_sampling=args.multiview_sampling,
                                              batch_size=args.batch_size, workers=args.workers,
                                              progress=not args.no_progress)
   if args.out:

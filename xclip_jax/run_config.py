@@ -10,8 +10,6 @@ import ml_collections
 
 from xclip_jax.data.config import data_config
 
-PROTOCOLS = ("supervised", "few_shot", "zero_shot", "demo")
-
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """'variant=B/16,frames=8,shrink=True' -> ConfigDict; values typed like the defaults; unknown keys fail."""
@@ -49,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   # --- Model ------------------------------------------------------------------------------------------
   c.model = ml_collections.ConfigDict()
   c.model.variant = "B/16"  # "B/32", "B/16", "L/14", "L/14@336" or "tiny" (tests, demo).
-  c.model.frames = 8  # T frames per clip; must equal data.num_frames.
+  c.model.frames = 8  # T frames per clip; data.num_frames is the same value (one home, linked below).
   c.model.dtype = "bfloat16"  # Compute dtype (parameters stay float32; LayerNorm/softmax/logits in float32).
   c.model.remat = False  # Recompute each block's activations in the backward pass (official USE_CHECKPOINT).
   c.model.drop_path_rate = 0.0  # Stochastic depth over the vision layers (official DROP_PATH_RATE: 0).
@@ -73,6 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Data ---------------------------------------------------------------------------------------------
   c.data = data_config()
+  # The clips have the model's frames: setting either of model.frames and data.num_frames sets both.
+  c.data.num_frames = c.model.get_ref("frames")
 
   # --- Optimisation (official recipe) ---------------------------------------------------------------------
   c.train = ml_collections.ConfigDict()

@@ -167,7 +167,10 @@ class ProcessAligned:
       self._compiled[signature] = compiled
       barrier = f"xclip_jax/{self.name}/{len(self._compiled)}"
       logging.info("%s compiled; waiting for the other processes (barrier %s)", self.name, barrier)
-      from jax._src import distributed  # the coordination service's client: no public barrier API without a collective
+      # The coordination service's barrier, no collective: Orbax's public wrapper of JAX's distributed client
+      # (JAX itself has none: multihost_utils.sync_global_devices runs a collective). Multi-process runs only,
+      # which have the [train] extra.
+      from orbax.checkpoint import multihost
 
-      distributed.global_state.client.wait_at_barrier(barrier, self._timeout_ms)
+      multihost.get_barrier_sync_fn()(key=barrier, timeout_ms=self._timeout_ms)
     return compiled(*args)

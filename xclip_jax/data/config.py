@@ -3,7 +3,8 @@
 `data_config(**overrides)` returns an `ml_collections.ConfigDict`; the defaults are X-CLIP's official
 recipe (reference xclip.md §2.1, §3): 8 segment-sampled frames at 224, train augmentation with
 MultiScaleCrop (1, .875, .75, .66), flip 0.5, colour jitter 0.8 (re-sampled per frame), grayscale 0.2,
-test with short side 256 + centre crop (or short side 224 + 3 crops), ImageNet normalisation on device.
+test views from `xclip_jax.data.views` (short side 256 + centre crop, or short side 224 + 3 crops),
+ImageNet normalisation on device.
 
 Training code reads this block through `xclip_jax.data.pipeline.make_train_iterator` /
 `make_eval_iterator`; nothing else should need its fields.
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import ml_collections
 
-SOURCES = ("files", "tfds", "arrayrecord", "synthetic", "folders", "frames")
-SAMPLINGS = ("segment", "dense")
+from xclip_jax.data import transforms, video_source
+from xclip_jax.data.sampling import DEFAULT_MULTIVIEW_SAMPLING, MULTIVIEW_SAMPLINGS, SAMPLINGS
+
 DECODE_BACKENDS = ("pyav", "decord")
 
 
@@ -72,13 +74,11 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   # "dense": T consecutive frames `dense_frame_interval` apart (random start for training, centred for test).
   c.sampling = "segment"
   c.dense_frame_interval = 2
-  # Evaluation views: `test_clips` temporal clips x `test_crops` spatial crops (1 or 3). Official final
-  # evaluation: 4 x 3. With 3 crops the short side is resized to input_size and 3 squares cover it.
-  c.test_clips = 1
-  c.test_crops = 1
-  # How clips > 1 are placed: "official" = independent random segment samplings (X-CLIP's multiview,
-  # seeded per video so evaluation is repeatable), "uniform" = deterministic, shifted by 1/clips segment.
-  c.multiview_sampling = "official"
+  # How many evaluation views is the evaluation's choice (eval.final_clips x eval.final_crops in a run config;
+  # predict's --clips x --crops). How clips > 1 are placed: "official" = independent random segment samplings
+  # (X-CLIP's test pipeline), seeded by the video's file name, so a video gets the same views in main, predict
+  # and the notebook; "uniform" = deterministic, clip k shifted by (k + 0.5) / clips of a segment (data.views).
+  c.multiview_sampling = DEFAULT_MULTIVIEW_SAMPLING
 
   # --- Training augmentation (official values) --------------------------------------------------------
   c.augment = ml_collections.ConfigDict()
@@ -98,7 +98,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
 
   # --- Loader ----------------------------------------------------------------------------------------
   c.batch_size = 256  # Global training batch (all processes); each process loads batch_size / process_count.
-  c.eval_batch_size = 16  # Global evaluation batch (videos, each with test_clips x test_crops views).
+  c.eval_batch_size = 16  # Global evaluation batch (videos, each with all its views).
   c.num_workers = 4  # grain worker processes per host (0 = decode in the main process).
   c.prefetch = 2  # Batches buffered per worker (and in the main process's reader).
   # Threads decoding in parallel inside each worker (or in the main process with num_workers=0). PyAV and
@@ -129,21 +129,19 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Fails early, with the field name, on values the pipeline cannot use."""
-  if c.source not in SOURCES:
-    raise ValueError(f"data.source must be one of {SOURCES}, got {c.source!r}")
+  if c.source not in video_source.source_kinds():
+    raise ValueError(f"data.source must be one of {video_source.source_kinds()}, got {c.source!r}")
   if c.sampling not in SAMPLINGS:
     raise ValueError(f"data.sampling must be one of {SAMPLINGS}, got {c.sampling!r}")
   if c.decode_backend not in DECODE_BACKENDS:
     raise ValueError(f"data.decode_backend must be one of {DECODE_BACKENDS}, got {c.decode_backend!r}")
-  if c.test_crops not in (1, 3):
-    raise ValueError(f"data.test_crops must be 1 or 3, got {c.test_crops}")
-  if c.multiview_sampling not in ("official", "uniform"):
-    raise ValueError(f"data.multiview_sampling must be 'official' or 'uniform', got {c.multiview_sampling!r}")
-  for name in ("num_frames", "input_size", "test_clips", "batch_size", "eval_batch_size"):
+  if c.multiview_sampling not in MULTIVIEW_SAMPLINGS:
+    raise ValueError(f"data.multiview_sampling must be one of {MULTIVIEW_SAMPLINGS}, got {c.multiview_sampling!r}")
+  for name in ("num_frames", "input_size", "batch_size", "eval_batch_size"):
     if int(c[name]) <= 0:
       raise ValueError(f"data.{name} must be positive, got {c[name]}")
 
 
 def short_side(c: ml_collections.ConfigDict) -> int:
   """Short side before the crop: `resize_short`, or the official int(256 / 224 * input_size)."""
-  return int(c.resize_short) if c.resize_short else int(256 / 224 * c.input_size)
+  return int(c.resize_short) or transforms.official_short_side(int(c.input_size))

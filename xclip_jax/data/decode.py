@@ -24,7 +24,7 @@ import contextlib
 import io
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import numpy as np
@@ -266,13 +266,20 @@ def _frame_to_rgb(frame, fallback: tuple[int, int, int, int], short_side) -> np.
 
 def _decode_wanted(container, stream, wanted: np.ndarray, short_side, name, *,
                    allow_seek: bool) -> dict[int, np.ndarray]:
-  """Decodes forward, converting only wanted frames; seeks ahead over long gaps on CFR streams.
+  """{index: RGB frame} of the wanted frames (see `iter_wanted`); raises `_EndedEarly` if they run out."""
+  return dict(iter_wanted(container, stream, wanted, short_side, name, allow_seek=allow_seek))
 
+
+def iter_wanted(container, stream, wanted: np.ndarray, short_side, name, *,
+                allow_seek: bool) -> Iterator[tuple[int, np.ndarray]]:
+  """Yields (index, RGB frame) of each of the sorted unique `wanted` indices, in order, as it decodes.
+
+  Decodes forward, converting only wanted frames; seeks ahead over long gaps on CFR streams. Holds no frame
+  after yielding it, so a caller that keeps only what it needs decodes a long video in bounded memory.
   Raises `_EndedEarly` if the frames run out before the last wanted one.
   """
-  out: dict[int, np.ndarray] = {}
   if wanted.size == 0:
-    return out
+    return
   fallback = _stream_orientation(stream)
   rate, tb = _frame_rate(stream), stream.time_base
   start_pts = stream.start_time or 0
@@ -327,10 +334,10 @@ def _decode_wanted(container, stream, wanted: np.ndarray, short_side, name, *,
         last = -1
         continue
       raise VideoDecodeError(name, f"frame {target} missing from the decoded sequence")
-    while target_pos < wanted.size and int(wanted[target_pos]) == idx:
-      out[idx] = _frame_to_rgb(frame, fallback, short_side)
-      target_pos += 1
-  return out
+    if target_pos < wanted.size and int(wanted[target_pos]) == idx:
+      yield idx, _frame_to_rgb(frame, fallback, short_side)
+      while target_pos < wanted.size and int(wanted[target_pos]) == idx:
+        target_pos += 1
 
 
 # ---------------------------------------------------------------------------------------------------------

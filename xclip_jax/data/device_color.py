@@ -4,7 +4,7 @@ Measured on this CPU (docs/frame_shards.md), colour jitter is the largest host c
 clip: torchvision's per-frame PIL jitter (its hue step converts every frame to HSV and back) takes about three
 times as long as reading and decoding the clip's JPEGs. With `data.augment.color_on_device`, the host draws the
 same random numbers in the same order as `transforms.train_clip` (`transforms.color_params`), ships them with
-the batch as "color" (B, T, COLUMNS) float32, and the train step applies them here, before normalisation and
+the batch as `batches.COLOR` (B, T, COLUMNS) float32, and the train step applies them here, before normalisation and
 mixup (where the host would have applied them: after crop and flip).
 
 The ops follow Pillow's integer semantics (what the host path runs): `ImageEnhance` blends truncate to uint8 and

@@ -5,7 +5,7 @@
     my_videos/test/<class>/*.mp4      layout.records("train"), layout.has("val"), layout.classes_without("train")
     class_folders("my_videos/test")   # one folder of classes: {folder name: [video paths]}
 
-The training source (`data.source="folders"`, built by `make_folder_source`) and the evaluation side's
+The training source (`data.source="folders"`, built by `folder_source`) and the evaluation side's
 `labelled_videos.labelled_set` both read folders through `class_folders`, so a folder means the same set of
 videos and classes to both. A class is a sub-folder holding videos (searched recursively); its name is the
 folder's, with underscores as spaces, or as words with `readable_names` ("ApplyEyeMakeup" -> "apply eye
@@ -27,7 +27,7 @@ import numpy as np
 from etils import epath
 
 from xclip_jax import storage
-from xclip_jax.data import labels
+from xclip_jax.data import labels, sources
 
 # Extensions a folder is searched for (lower case); files named explicitly are read whatever their name.
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
@@ -227,10 +227,9 @@ def layout_from_config(cfg) -> FolderLayout:
                      split_seed=int(cfg.split_seed))
 
 
-def make_folder_source(cfg, split: str):
-  """The `sources.FileSource` of one split of `data.root` (K per class with `data.k_shot`, for training)."""
-  from xclip_jax.data import sources
-
+def folder_source(cfg, split: str):
+  """data.source="folders": the `sources.FileSource` of one split of `data.root` (registered in
+  `video_source`; K per class with data.k_shot is drawn there, after the check here that names short folders)."""
   layout = layout_from_config(cfg)
   records = layout.records(split)
   if split == "train" and cfg.k_shot > 0:
@@ -239,5 +238,4 @@ def make_folder_source(cfg, split: str):
       name, count = short[0]
       raise VideoInputError(f"{layout.folder('train', name)}: {count} videos, fewer than data.k_shot={cfg.k_shot}"
                             f"{f' (also short: {[n for n, _ in short[1:4]]})' if len(short) > 1 else ''}")
-    records = labels.k_shot_subset(records, int(cfg.k_shot), int(cfg.k_shot_seed))
   return sources.FileSource(records, layout.class_names)

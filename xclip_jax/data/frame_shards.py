@@ -10,7 +10,7 @@ The layout (written by `xclip_jax.data.frame_build`, `scripts/build_frame_shards
   "build"}. Video i's frames are records first[i] .. first[i] + frames[i] - 1 of shard shard[i].
 * `classes.csv` (the class list, as the other sources have it) and `bad_videos.tsv` (what the build skipped).
 
-`FrameShardSource` is a source as in `xclip_jax.data.sources`: a clip reads only its sampled frames (one
+`FrameShardSource` is a source (`xclip_jax.data.video_source`, kind "frames"): a clip reads only its sampled frames (one
 batched ArrayRecord read) and decodes them (`jpeg.decode`, at reduced DCT scale where the frames are larger
 than needed). Host h of H reads shards h, h + H, ... (whole shards, disjoint, together complete).
 """
@@ -18,6 +18,7 @@ than needed). Host h of H reads shards h, h + H, ... (whole shards, disjoint, to
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,7 @@ import numpy as np
 from etils import epath
 
 from xclip_jax.data import decode, jpeg, labels, transforms
+from xclip_jax.data.video_source import EncodedVideo, VideoSource
 
 FORMAT = "xclip_jax frame shards"
 VERSION = 1
@@ -138,39 +140,37 @@ def read_index(folder: epath.PathLike) -> FrameIndex:
   return FrameIndex(folder, raw)
 
 
-class _VideoFrames:
-  """The `data` of an `EncodedVideo` of kind "frames": where video `video` of a source keeps its frames."""
+@dataclasses.dataclass
+class ShardFrames(EncodedVideo):
+  """A video of a `FrameShardSource`: its JPEG frames are records of a shard (index video `video`)."""
 
-  def __init__(self, source: FrameShardSource, video: int):
-    self.source, self.video = source, video
+  source: FrameShardSource | None = None
+  video: int = 0
 
-  @property
-  def count(self) -> int:
-    return int(self.source.index.frames[self.video])
+  def load_frames(self, pick, *, backend="pyav", threads=1, short_side=None, min_frames=1, on_warning=None):
+    del backend, threads, on_warning  # JPEG records: decoded here, never cut off
+    return load_frames(self, pick, short_side=short_side, min_frames=min_frames)
 
 
-class FrameShardSource:
-  """Videos of a frame-shard folder; a picklable source (see `xclip_jax.data.sources`).
+class FrameShardSource(VideoSource):
+  """Videos of a frame-shard folder; a picklable source (`xclip_jax.data.video_source`).
 
   Args:
     folder: the folder with `index.json` and the shards (a local path or gs://).
     class_names: the class list to use (labels must lie in it); default the index's own.
     short_side, fps: what the config expects the frames to have been built with (None: not checked).
-    video_ids: only these videos of the index (e.g. a K-shot subset), in this order.
     max_open_shards: per process, keep at most this many shard readers open (0: all). An open reader holds
       about 17 bytes per frame of its shard.
   """
 
   def __init__(self, folder: epath.PathLike, class_names: Sequence[str] | None = None, *,
-               short_side: int | None = None, fps: float | None = None, video_ids: Sequence[int] | None = None,
-               max_open_shards: int = 0):
+               short_side: int | None = None, fps: float | None = None, max_open_shards: int = 0):
     self.index = read_index(folder)
     self.index.check_settings(short_side, fps)
     self.class_names = list(class_names) if class_names else list(self.index.class_names)
     if len(self.index) and int(self.index.label.max()) >= len(self.class_names):
       raise labels.LabelFileError(f"{self.index.folder / INDEX_NAME}: label id {int(self.index.label.max())} outside "
                                   f"the class list given ({len(self.class_names)} classes)")
-    self.ids = np.arange(len(self.index), dtype=np.int64) if video_ids is None else np.asarray(video_ids, np.int64)
     self.max_open_shards = int(max_open_shards)
     self._check_shard_files()
     self._readers: collections.OrderedDict = collections.OrderedDict()  # Opened lazily, per process.
@@ -192,33 +192,20 @@ class FrameShardSource:
     return state
 
   def __len__(self) -> int:
-    return len(self.ids)
+    return len(self.index)
 
-  def __getitem__(self, i: int):
-    from xclip_jax.data import sources  # sources imports this module.
-
-    video = int(self.ids[int(i)])
-    return sources.EncodedVideo("frames", _VideoFrames(self, video), int(self.index.label[video]), int(i),
-                                self.index.path(video))
+  def __getitem__(self, i: int) -> ShardFrames:
+    return ShardFrames(label=int(self.index.label[int(i)]), index=int(i), name=self.index.path(int(i)), source=self,
+                       video=int(i))
 
   def name(self, i: int) -> str:
-    return self.index.path(int(self.ids[int(i)]))
+    return self.index.path(int(i))
 
   def labels(self) -> np.ndarray:
-    return self.index.label[self.ids]
+    return np.asarray(self.index.label, np.int64)
 
-  def records(self) -> list[labels.VideoRecord]:
-    """The videos as label-list records (path, label, position in this source), e.g. for `labels.k_shot_subset`."""
-    return [labels.VideoRecord(self.index.path(int(v)), int(self.index.label[v]), k) for k, v in enumerate(self.ids)]
-
-  def host_indices(self, process_index: int, process_count: int) -> np.ndarray:
-    """Positions of the videos in shards process_index, process_index + process_count, ..."""
-    shards = len(self.index.shards)
-    if shards < process_count:
-      raise ValueError(f"{shards} frame shards in {self.index.folder} cannot be split over {process_count} "
-                       f"processes; rebuild with --num_shards >= the number of hosts")
-    mine = (self.index.shard[self.ids] % process_count) == process_index
-    return np.nonzero(mine)[0].astype(np.int64)
+  def shard_of(self) -> tuple[np.ndarray, int, str]:
+    return np.asarray(self.index.shard), len(self.index.shards), f"frame shards in {self.index.folder}"
 
   def _reader(self, shard: int):
     reader = self._readers.get(shard)
@@ -262,24 +249,24 @@ def load_frames(item, pick: Callable[[int], np.ndarray], *, short_side: int | No
                 min_frames: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
   """Frames `pick(count)` of a frame-shard video: read in one batch, decoded, short side resized to `short_side`.
 
-  Same contract as `sources.load_frames`; a record that does not read or decode raises
+  Same contract as `EncodedVideo.load_frames`; a record that does not read or decode raises
   `decode.VideoDecodeError` naming the video, the shard and the record.
   """
-  ref: _VideoFrames = item.data
-  count, need = ref.count, max(int(min_frames), 1)
+  source, video = item.source, item.video
+  count, need = int(source.index.frames[video]), max(int(min_frames), 1)
   if count < need:
     raise decode.VideoDecodeError(item.name, f"too short: {count} frames (need at least {need})")
   indices = np.asarray(pick(count), dtype=np.int64).reshape(-1)
   if indices.size and (indices.min() < 0 or indices.max() >= count):
     raise decode.VideoDecodeError(item.name, f"sampler asked for frames outside [0, {count})")
   wanted = np.unique(indices)
-  blobs = ref.source.read_records(ref.video, wanted)
+  blobs = source.read_records(video, wanted)
   decoded = []
   for frame, blob in zip(wanted.tolist(), blobs, strict=True):
     try:
       decoded.append(jpeg.decode(blob, min_short=short_side))
     except jpeg.JpegError as e:
-      raise decode.VideoDecodeError(item.name, f"frame {frame} ({ref.source.record_name(ref.video, frame)}) "
+      raise decode.VideoDecodeError(item.name, f"frame {frame} ({source.record_name(video, frame)}) "
                                                f"does not decode: {e}") from e
   if len({f.shape for f in decoded}) > 1:
     raise decode.VideoDecodeError(item.name, f"frames of different sizes {sorted({f.shape for f in decoded})}")
@@ -289,26 +276,14 @@ def load_frames(item, pick: Callable[[int], np.ndarray], *, short_side: int | No
   return unique[np.searchsorted(wanted, indices)], indices, count
 
 
-def make_source(cfg, split: str) -> FrameShardSource:
-  """The frame-shard source of `split` described by a data config block (`data.frames`, `k_shot`)."""
+def frame_shard_source(cfg, split: str) -> FrameShardSource:
+  """data.source="frames": the frame shards of `split` (data.frames[split]), checked against data.frames'
+  frame size and rate (registered in `video_source`, which draws K per class with data.k_shot)."""
   folder = cfg.frames[split]
   if not folder:
     raise ValueError(f"data.frames.{split} is empty (source 'frames'): give the output folder of "
                      f"scripts/build_frame_shards.py")
   names = labels.read_class_names(cfg.class_names) if cfg.class_names else None
   frames = cfg.frames
-  src = FrameShardSource(folder, names, short_side=int(frames.short_side), fps=float(frames.fps),
-                         max_open_shards=int(frames.max_open_shards))
-  if split == "train" and cfg.k_shot > 0:
-    # The same K videos per class as the files source draws from the same list (same order, labels, seed).
-    records = src.records()
-    chosen = labels.k_shot_subset(records, int(cfg.k_shot), int(cfg.k_shot_seed))  # In list order, re-indexed.
-    positions, k = [], 0
-    for r in chosen:
-      while (records[k].path, records[k].label) != (r.path, r.label):
-        k += 1
-      positions.append(k)
-      k += 1
-    src = FrameShardSource(folder, names, short_side=int(frames.short_side), fps=float(frames.fps),
-                           video_ids=src.ids[positions], max_open_shards=int(frames.max_open_shards))
-  return src
+  return FrameShardSource(folder, names, short_side=int(frames.short_side), fps=float(frames.fps),
+                          max_open_shards=int(frames.max_open_shards))

@@ -198,30 +198,27 @@ def reindex(records: Sequence[VideoRecord]) -> list[VideoRecord]:
   return [dataclasses.replace(r, index=i) for i, r in enumerate(records)]
 
 
-def k_shot_subset(records: Sequence[VideoRecord], k: int, seed: int) -> list[VideoRecord]:
-  """K training videos per class drawn at random (paper §4.4); same seed, same subset.
-
-  Args:
-    records: the full training list.
-    k: videos per class (2, 4, 8, 16 in the paper).
-    seed: the subset is a function of (records, k, seed) only.
-
-  Returns:
-    The chosen records in their original list order, re-indexed 0..n-1.
-  """
+def k_shot_positions(class_ids: Sequence[int], k: int, seed: int) -> np.ndarray:
+  """Positions of K videos per class drawn at random (paper §4.4), in their original order; a function of
+  (class ids, k, seed) only. Raises naming the first class with fewer than K videos."""
   if k <= 0:
     raise ValueError(f"k must be positive, got {k}")
-  by_class: dict[int, list[int]] = {}
-  for i, r in enumerate(records):
-    by_class.setdefault(r.label, []).append(i)
+  class_ids = np.asarray(class_ids, np.int64)
   rng = np.random.default_rng(seed)
   chosen = []
-  for label in sorted(by_class):
-    pool = by_class[label]
+  for label in np.unique(class_ids):
+    pool = np.nonzero(class_ids == label)[0]
     if len(pool) < k:
-      raise ValueError(f"class {label} has {len(pool)} videos, fewer than k={k}")
+      raise ValueError(f"class {int(label)} has {len(pool)} videos, fewer than k={k}")
     chosen.extend(rng.choice(pool, size=k, replace=False).tolist())
-  return reindex([records[i] for i in sorted(chosen)])
+  return np.sort(np.asarray(chosen, np.int64))
+
+
+def k_shot_subset(records: Sequence[VideoRecord], k: int, seed: int) -> list[VideoRecord]:
+  """K training videos per class of a label list (`k_shot_positions`), in list order, re-indexed 0..n-1;
+  e.g. to write a K-shot list with `write_label_list`. Training draws the same from any source
+  (`video_source.k_shot`)."""
+  return reindex([records[i] for i in k_shot_positions([r.label for r in records], k, seed)])
 
 
 # ---------------------------------------------------------------------------------------------------------

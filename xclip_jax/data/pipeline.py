@@ -3,10 +3,8 @@
 Interfaces used by the training code:
 
 * `make_train_iterator(data_cfg, *, split="train", seed)` -> `TrainIterator`, an infinite iterator of
-  per-process numpy batches {"video": uint8 (b, T, H, W, 3), "label": int32 (b,), "index": int32 (b,)}
-  (with `data.augment.color_on_device` also "color": float32 (b, T, C), the colour augmentation the train step
-  applies with `device_color.apply`),
-  b = data.batch_size // jax.process_count(). Each process reads its own disjoint part of the data
+  per-process numpy training batches (their keys and shapes: `xclip_jax.data.batches`), b = data.batch_size //
+  jax.process_count(). Each process reads its own disjoint part of the data
   (`source.host_indices`), shuffles it with `seed` (re-shuffled every epoch), decodes + augments in
   `data.num_workers` grain worker processes (whole batches are built in the workers) and is deterministic
   for a seed whatever the worker count. `get_state()/set_state()` give exact resume; the iterator is a
@@ -15,10 +13,9 @@ Interfaces used by the training code:
   part and counted: `it.bad_videos` (total, kept in the state) and `it.recent_bad` (last (index, name)
   pairs seen in this process); the process's `bad_videos.BadVideoLog` prints one line per file and keeps
   `data.bad_video_log` (one row per file). Workers do not log: each example carries its events.
-* `make_eval_iterator(data_cfg, *, split="val", clips=None, crops=None)` -> `EvalIterator`, one pass of
-  {"video": uint8 (b, V, T, H, W, 3) with V = crops x clips, crop-major (official layout: view
-  v = crop * clips + clip), "label", "index" int32 (b,), "valid" bool (False on padding rows of the last
-  batch), "decode_ok" bool (False: the video failed to decode; a valid row to count as an error)}.
+* `make_eval_iterator(data_cfg, *, split="val", clips=1, crops=1)` -> `EvalIterator`, one pass of evaluation
+  batches (`xclip_jax.data.batches`): V = crops x clips views per video from the one view builder
+  (`xclip_jax.data.views`), crop-major (official layout: view v = crop * clips + clip), padding rows marked.
   Every process yields the same number of batches (padding), so multi-host evaluation stays in lockstep.
   Count accuracy over valid rows: correct = valid & decode_ok & (pred == label); denominator = valid.sum().
 * `global_batch(local_batch, mesh, batch_axes=("data", "fsdp"))` -> dict of global `jax.Array`s built
@@ -34,7 +31,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from xclip_jax.data import bad_videos, sampling, sources, transforms, worker_lifetime
+from xclip_jax.data import bad_videos, batches, sampling, transforms, video_source, views, worker_lifetime
 from xclip_jax.data import config as config_lib
 from xclip_jax.data.decode import VideoDecodeError
 
@@ -53,22 +50,17 @@ class _ClipReader:
     self.source = source
     self.host_indices = np.asarray(host_indices, dtype=np.int64)
     self.train = train
-    self.clips, self.crops = clips, crops
     self.t = int(cfg.num_frames)
     self.size = int(cfg.input_size)
     self.short = config_lib.short_side(cfg)
     self.mode = cfg.sampling
     self.interval = int(cfg.dense_frame_interval)
-    self.multiview = cfg.multiview_sampling
+    self.views = None if train else views.ViewSpec.from_data_config(cfg, clips=clips, crops=crops)
     self.aug = dict(cfg.augment)
     self.backend, self.threads = cfg.decode_backend, int(cfg.decode_threads)
     self.min_frames = int(cfg.min_video_frames)
     self.max_retries = int(cfg.max_bad_retries)
     self.seed = int(cfg.seed)
-
-  def _decode_short(self) -> int:
-    # Frames come out of the decoder with the short side the first transform wants.
-    return self.size if (not self.train and self.crops == 3) else self.short
 
   def train_example(self, pos: int, rng: np.random.Generator) -> dict[str, Any]:
     """Training clip for host position `pos`; a bad video is replaced by a random other one."""
@@ -79,10 +71,9 @@ class _ClipReader:
       item = None
       try:
         item = self.source[int(self.host_indices[pos])]
-        frames, _, _ = sources.load_frames(
-            item, lambda n: sampling.clip_indices(n, self.t, mode=self.mode, train=True, rng=rng,
-                                                  interval=self.interval),
-            backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames,
+        frames, _, _ = item.load_frames(
+            lambda n: sampling.clip_indices(n, self.t, mode=self.mode, train=True, rng=rng, interval=self.interval),
+            backend=self.backend, threads=self.threads, short_side=self.short, min_frames=self.min_frames,
             on_warning=lambda message, name=item.name: events.append((bad_videos.CUT_OFF, name, message)))
       except VideoDecodeError as e:
         first_bad = int(self.host_indices[pos]) if first_bad < 0 else first_bad
@@ -99,43 +90,36 @@ class _ClipReader:
       extra = {}
       if a.get("color_on_device"):  # Same draws; the train step applies them (xclip_jax.data.device_color).
         video = transforms.train_geometry(frames, rng, **geometry)
-        extra["color"] = transforms.color_params(rng, len(video), **color)
+        extra[batches.COLOR] = transforms.color_params(rng, len(video), **color)
       else:
         video = transforms.train_clip(frames, rng, **geometry, **color)
-      return {"video": video, "label": np.int32(item.label), "index": np.int32(item.index), "n_bad": np.int32(n_bad),
+      return {batches.VIDEO: video, batches.LABEL: np.int32(item.label), batches.INDEX: np.int32(item.index),
+              "n_bad": np.int32(n_bad),
               "bad_index": np.int32(first_bad), "events": bad_videos.encode_events(events), **extra}
     raise RuntimeError(f"{self.max_retries + 1} videos in a row failed to decode; last errors: {errors[-3:]}")
 
   def eval_example(self, pos: int) -> dict[str, Any]:
-    """All views of the video at host position `pos` (padding row past the end)."""
-    v = self.clips * self.crops
-    shape = (v, self.t, self.size, self.size, 3)
+    """All views of the video at host position `pos` (`views.read_views`; a padding row past the end)."""
     if pos >= len(self.host_indices):
-      return {"video": np.zeros(shape, np.uint8), "label": np.int32(-1), "index": np.int32(-1),
-              "valid": np.bool_(False), "decode_ok": np.bool_(False), "events": ""}
+      return {batches.VIDEO: self.views.empty(), batches.LABEL: np.int32(-1), batches.INDEX: np.int32(-1),
+              batches.VALID: np.bool_(False), batches.DECODE_OK: np.bool_(False), "events": ""}
     index = int(self.host_indices[pos])
-    # Official multi-clip evaluation samples clips at random; seed them per video for repeatable numbers.
-    rng = np.random.default_rng([self.seed, index])
     label = -1
     events: list[tuple[str, str, str]] = []
     try:
       item = self.source[index]
       label = item.label
-      frames, _, _ = sources.load_frames(
-          item, lambda n: sampling.multiview_indices(n, self.t, self.clips, mode=self.mode, multiview=self.multiview,
-                                                     rng=rng, interval=self.interval),
-          backend=self.backend, threads=self.threads, short_side=self._decode_short(), min_frames=self.min_frames,
-          on_warning=lambda message: events.append((bad_videos.CUT_OFF, item.name, message)))
-      video = transforms.test_views(frames, clips=self.clips, crops=self.crops, input_size=self.size,
-                                    short=self.short)
+      video = views.read_views(item, self.views, backend=self.backend, threads=self.threads,
+                               min_frames=self.min_frames,
+                               on_warning=lambda message: events.append((bad_videos.CUT_OFF, item.name, message)))
       ok = True
     except VideoDecodeError as e:
       events.append((bad_videos.BAD, e.path, e.reason))
-      video, ok = np.zeros(shape, np.uint8), False
+      video, ok = self.views.empty(), False
       if label < 0:  # The record itself was unreadable: its label is unknown, keep the row (counted wrong).
         label = 0
-    return {"video": video, "label": np.int32(label), "index": np.int32(index), "valid": np.bool_(True),
-            "decode_ok": np.bool_(ok), "events": bad_videos.encode_events(events)}
+    return {batches.VIDEO: video, batches.LABEL: np.int32(label), batches.INDEX: np.int32(index),
+            batches.VALID: np.bool_(True), batches.DECODE_OK: np.bool_(ok), "events": bad_videos.encode_events(events)}
 
 
 class _TrainMap:
@@ -228,7 +212,7 @@ def make_train_iterator(data_cfg, *, split: str = "train", seed: int | None = No
   if process_index is None or process_count is None:
     process_index, process_count = process_info()
   local_b = _local_batch(int(data_cfg.batch_size), process_count, "data.batch_size")
-  source = sources.make_source(data_cfg, split)
+  source = video_source.make_source(data_cfg, split)
   host = source.host_indices(process_index, process_count)
   if len(host) < local_b:
     raise ValueError(f"process {process_index} has {len(host)} videos, fewer than its batch of {local_b}")
@@ -261,8 +245,8 @@ class EvalIterator:
   def __next__(self) -> dict[str, np.ndarray]:
     batch = dict(next(self._inner))
     self.bad_log.record_encoded(batch.pop("events"))
-    failed = batch["valid"] & ~batch["decode_ok"]
-    for i in batch["index"][failed]:
+    failed = batch[batches.VALID] & ~batch[batches.DECODE_OK]
+    for i in batch[batches.INDEX][failed]:
       self.decode_failures.append((int(i), self.source.name(int(i))))
     return batch
 
@@ -272,18 +256,15 @@ class EvalIterator:
       self._inner.close()
 
 
-def make_eval_iterator(data_cfg, *, split: str = "val", clips: int | None = None, crops: int | None = None,
+def make_eval_iterator(data_cfg, *, split: str = "val", clips: int = 1, crops: int = 1,
                        process_index: int | None = None, process_count: int | None = None) -> EvalIterator:
   """One pass over this process's part of `split` with all views per video (see the module docstring)."""
   config_lib.validate(data_cfg)
-  clips = int(data_cfg.test_clips if clips is None else clips)
-  crops = int(data_cfg.test_crops if crops is None else crops)
-  if crops not in (1, 3) or clips < 1:
-    raise ValueError(f"clips must be >= 1 and crops 1 or 3, got {clips}, {crops}")
+  views.ViewSpec.from_data_config(data_cfg, clips=clips, crops=crops)  # bad clips or crops: named before any work
   if process_index is None or process_count is None:
     process_index, process_count = process_info()
   local_b = _local_batch(int(data_cfg.eval_batch_size), process_count, "data.eval_batch_size")
-  source = sources.make_source(data_cfg, split)
+  source = video_source.make_source(data_cfg, split)
   host = source.host_indices(process_index, process_count)
   longest = max(len(source.host_indices(p, process_count)) for p in range(process_count))
   num_batches = max(math.ceil(longest / local_b), 1)

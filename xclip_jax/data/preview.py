@@ -1,7 +1,7 @@
 """Looks at one batch: a contact sheet (one row per clip: its frames and class name) and batch statistics.
 
     python -m xclip_jax.data.preview --config configs/demo.py --split train --out preview.png
-    python -m xclip_jax.data.preview --config my_config.py --split val --out val.png --config.data.test_crops=3
+    python -m xclip_jax.data.preview --config my_config.py --split val --out val.png --config.eval.final_crops=3
 
 `--config` is any ml_collections config file whose `config.data` is a data block (`--config.data.X=...`
 overrides fields). For the synthetic source, a missing dataset folder is generated first (and the command
@@ -67,7 +67,9 @@ def preview(config, split: str, out: str, rows: int = 8, num_workers: int = 0) -
     videos = batch["video"]
     bad = it.bad_videos
   else:
-    it = pipeline.make_eval_iterator(data_cfg, process_index=0, process_count=1)
+    views = config.get("eval", {})  # a run config's final-evaluation views; a data-only config: one view
+    it = pipeline.make_eval_iterator(data_cfg, clips=int(views.get("final_clips", 1)),
+                                     crops=int(views.get("final_crops", 1)), process_index=0, process_count=1)
     batch = next(it)
     keep = batch["valid"]
     batch = {k: v[keep] for k, v in batch.items()}

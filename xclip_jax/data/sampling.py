@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+SAMPLINGS = ("segment", "dense")  # frames within a clip (`clip_indices` modes)
+MULTIVIEW_SAMPLINGS = ("official", "uniform")  # placement of clips > 1 (`multiview_indices`)
+DEFAULT_MULTIVIEW_SAMPLING = "official"  # as X-CLIP's test pipeline (docs/data.md, "Evaluation views")
+
 
 def segment_train(num_frames: int, t: int, rng: np.random.Generator) -> np.ndarray:
   """Random frame in each of T equal segments (official `_get_train_clips`, clip_len 1)."""

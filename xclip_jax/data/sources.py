@@ -1,11 +1,10 @@
-"""Random-access sources of encoded videos: files on disk, TFDS, ArrayRecord shards, the synthetic set.
+"""The sources of encoded videos: label lists of files on disk, TFDS, ArrayRecord shards, the synthetic set.
 
-A source is a light, picklable object (it goes to grain worker processes) with:
-  `len(src)`, `src[i] -> EncodedVideo` (nothing decoded yet), `src.class_names`, `src.name(i)`,
-  `src.host_indices(process_index, process_count)` -> the global indices this host reads (disjoint over
-  hosts, together complete: strided records for files/TFDS, whole shards for ArrayRecord).
-`load_frames(encoded, pick, ...)` decodes only the sampled frames of any source's item. Paths may be
-gs:// URLs (`xclip_jax.storage`): videos are then read as bytes, shards by array_record's own GCS reader.
+Each is a `video_source.VideoSource` (the interface, the registry and the K-shot wrapper are there) and is
+registered under its `data.source` kind: "files", "synthetic", "tfds", "arrayrecord" (the factories at the
+end). Their items are `VideoFile` (a path), `VideoBytes` (an encoded video file's bytes) and `JpegFrames` (a
+video's frames as JPEGs, TFDS). Paths may be gs:// URLs (`xclip_jax.storage`): videos are then read as bytes,
+shards by array_record's own GCS reader.
 
 ArrayRecord record layout (written by scripts/build_arrayrecord.py): b"XCLIPV1\\n", a 4-byte little-endian
 header length, a UTF-8 JSON header {"label", "index", "path"}, then the video file's bytes unchanged.
@@ -18,75 +17,81 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from xclip_jax import storage
 from xclip_jax.data import decode, labels
+from xclip_jax.data.video_source import EncodedVideo, VideoSource
 
 RECORD_MAGIC = b"XCLIPV1\n"
 
 
 @dataclasses.dataclass
-class EncodedVideo:
-  """One item of a source: how to get its frames, and its label.
+class VideoFile(EncodedVideo):
+  """A video file (a local path or a gs:// URL)."""
 
-  kind: "file" (data = path), "bytes" (data = encoded video file), "jpegs" (data = list of JPEG frames) or
-  "frames" (data = where a `frame_shards.FrameShardSource` keeps the video's JPEG frames).
-  """
+  path: str = ""
 
-  kind: str
-  data: str | bytes | list[bytes]
-  label: int
-  index: int
-  name: str
+  @classmethod
+  def at(cls, path: str) -> VideoFile:
+    """A file that is not an item of a source (no label): what `predict` reads."""
+    return cls(label=-1, index=-1, name=path, path=path)
+
+  def load_frames(self, pick, *, backend="pyav", threads=1, short_side=None, min_frames=1, on_warning=None):
+    return decode.read_frames(self.path, pick, backend=backend, threads=threads, short_side=short_side,
+                              name=self.name, min_frames=min_frames, on_warning=on_warning)
 
 
-def load_frames(item: EncodedVideo, pick: Callable[[int], np.ndarray], *, backend: str = "pyav", threads: int = 1,
-                short_side: int | None = None, min_frames: int = 1,
-                on_warning: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-  """Decodes the frames `pick(num_frames)` chooses; raises `decode.VideoDecodeError` naming the video.
+@dataclasses.dataclass
+class VideoBytes(EncodedVideo):
+  """An encoded video file's bytes (an ArrayRecord record)."""
 
-  `on_warning` is told when a cut-off file was sampled from its decodable part (see `decode.read_frames`).
-  """
-  if item.kind in ("file", "bytes"):
-    return decode.read_frames(item.data, pick, backend=backend, threads=threads, short_side=short_side,
-                              name=item.name, min_frames=min_frames, on_warning=on_warning)
-  if item.kind == "frames":
-    from xclip_jax.data import frame_shards
+  data: bytes = b""
 
-    return frame_shards.load_frames(item, pick, short_side=short_side, min_frames=min_frames)
-  if item.kind == "jpegs":
+  def load_frames(self, pick, *, backend="pyav", threads=1, short_side=None, min_frames=1, on_warning=None):
+    return decode.read_frames(self.data, pick, backend=backend, threads=threads, short_side=short_side,
+                              name=self.name, min_frames=min_frames, on_warning=on_warning)
+
+
+@dataclasses.dataclass
+class JpegFrames(EncodedVideo):
+  """A video as its frames' JPEG bytes (TFDS video features); only the picked frames are decoded."""
+
+  jpegs: list[bytes] = dataclasses.field(default_factory=list)
+
+  def load_frames(self, pick, *, backend="pyav", threads=1, short_side=None, min_frames=1, on_warning=None):
+    del backend, threads, on_warning  # PIL decodes JPEGs; a list of frames cannot be cut off
     from PIL import Image
 
-    jpegs = item.data
-    if len(jpegs) < max(min_frames, 1):
-      raise decode.VideoDecodeError(item.name, f"too short: {len(jpegs)} frames")
-    indices = np.asarray(pick(len(jpegs)), dtype=np.int64).reshape(-1)
+    if len(self.jpegs) < max(min_frames, 1):
+      raise decode.VideoDecodeError(self.name, f"too short: {len(self.jpegs)} frames")
+    indices = np.asarray(pick(len(self.jpegs)), dtype=np.int64).reshape(-1)
     cache = {}
     try:
       for i in np.unique(indices):
-        img = Image.open(io.BytesIO(jpegs[int(i)])).convert("RGB")
+        img = Image.open(io.BytesIO(self.jpegs[int(i)])).convert("RGB")
         if short_side and min(img.size) != short_side:
           scale = short_side / min(img.size)
           img = img.resize((int(img.width * scale + 0.5), int(img.height * scale + 0.5)), Image.BILINEAR)
         cache[int(i)] = np.asarray(img)
     except (OSError, ValueError) as e:
-      raise decode.VideoDecodeError(item.name, f"corrupt JPEG frame: {e}") from e
-    return np.stack([cache[int(i)] for i in indices]), indices, len(jpegs)
-  raise ValueError(f"unknown encoded video kind {item.kind!r}")
+      raise decode.VideoDecodeError(self.name, f"corrupt JPEG frame: {e}") from e
+    return np.stack([cache[int(i)] for i in indices]), indices, len(self.jpegs)
 
 
-def _strided(n: int, process_index: int, process_count: int) -> np.ndarray:
-  return np.arange(process_index, n, process_count, dtype=np.int64)
+def _check_split(split: str, kind: str) -> None:
+  if split not in ("train", "val"):
+    raise ValueError(f"split must be 'train' or 'val' for data.source={kind!r} (a 'test' split is read from "
+                     f"data.source='folders'), got {split!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Files on disk (official label lists) and the synthetic dataset.
 
 
-class FileSource:
+class FileSource(VideoSource):
   """Videos listed in an official label list (`<relative path> <label>`), read from disk by path."""
 
   def __init__(self, records: Sequence[labels.VideoRecord], class_names: Sequence[str]):
@@ -101,15 +106,15 @@ class FileSource:
   def __len__(self) -> int:
     return len(self.records)
 
-  def __getitem__(self, i: int) -> EncodedVideo:
+  def __getitem__(self, i: int) -> VideoFile:
     r = self.records[int(i)]
-    return EncodedVideo("file", r.path, r.label, int(i), r.path)
+    return VideoFile(label=r.label, index=int(i), name=r.path, path=r.path)
 
   def name(self, i: int) -> str:
     return self.records[int(i)].path
 
-  def host_indices(self, process_index: int, process_count: int) -> np.ndarray:
-    return _strided(len(self), process_index, process_count)
+  def labels(self) -> np.ndarray:
+    return np.array([r.label for r in self.records], np.int64)
 
 
 def synthetic_paths(directory: str, task: str, split: str) -> tuple[str, str]:
@@ -130,7 +135,7 @@ def _norm(name: str) -> str:
   return re.sub(r"[\s_]", "", name).lower()
 
 
-class TfdsSource:
+class TfdsSource(VideoSource):
   """A TFDS video dataset through `tfds.data_source` (needs ArrayRecord files, as TFDS >= 4.9 writes).
 
   Frames stay JPEG bytes (`SkipDecoding`) so only the sampled ones are decoded. If `class_names` is given,
@@ -162,10 +167,10 @@ class TfdsSource:
   def __len__(self) -> int:
     return len(self._ds)
 
-  def __getitem__(self, i: int) -> EncodedVideo:
+  def __getitem__(self, i: int) -> JpegFrames:
     ex = self._ds[int(i)]
-    frames = ex[self._video_key]
-    return EncodedVideo("jpegs", list(frames), int(self._remap[int(ex[self._label_key])]), int(i), self.name(i))
+    return JpegFrames(label=int(self._remap[int(ex[self._label_key])]), index=int(i), name=self.name(i),
+                      jpegs=list(ex[self._video_key]))
 
   def name(self, i: int) -> str:
     return f"{self.dataset}#{int(i)}"
@@ -178,9 +183,6 @@ class TfdsSource:
     only_labels = tfds.data_source(name, split=split, data_dir=data_dir,
                                    decoders=tfds.decode.PartialDecoding({self._label_key: True}))
     return np.array([self._remap[int(only_labels[i][self._label_key])] for i in range(len(only_labels))], np.int64)
-
-  def host_indices(self, process_index: int, process_count: int) -> np.ndarray:
-    return _strided(len(self), process_index, process_count)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def shard_paths(pattern: str) -> list[str]:
   return paths
 
 
-class ArrayRecordSource:
+class ArrayRecordSource(VideoSource):
   """Videos in ArrayRecord shards; hosts read disjoint whole shards (shard k -> host k % process_count)."""
 
   def __init__(self, paths: Sequence[str], class_names: Sequence[str]):
@@ -249,7 +251,7 @@ class ArrayRecordSource:
   def __len__(self) -> int:
     return int(self.offsets[-1])
 
-  def __getitem__(self, i: int) -> EncodedVideo:
+  def __getitem__(self, i: int) -> VideoBytes:
     where = self.name(i)
     try:
       header, video = decode_record(self._reader()[int(i)], where)
@@ -258,60 +260,54 @@ class ArrayRecordSource:
     label = int(header["label"])
     if not 0 <= label < len(self.class_names):
       raise labels.LabelFileError(f"{where}: label id {label} outside the class list [0, {len(self.class_names)})")
-    return EncodedVideo("bytes", video, label, int(i), header.get("path") or where)
+    return VideoBytes(label=label, index=int(i), name=header.get("path") or where, data=video)
 
   def name(self, i: int) -> str:
     shard = int(np.searchsorted(self.offsets, int(i), side="right") - 1)
     return f"{self.paths[shard]}#{int(i) - int(self.offsets[shard])}"
 
-  def host_indices(self, process_index: int, process_count: int) -> np.ndarray:
-    if len(self.paths) < process_count:
-      raise ValueError(f"{len(self.paths)} ArrayRecord shards cannot be split over {process_count} processes; "
-                       "rebuild with --num_shards >= the number of hosts")
-    mine = range(process_index, len(self.paths), process_count)
-    return np.concatenate([np.arange(self.offsets[s], self.offsets[s + 1]) for s in mine]).astype(np.int64)
+  def labels(self) -> np.ndarray:
+    """Every record's label, from its header (this reads every record once, videos included)."""
+    return np.array([decode_record(self._reader()[i], self.name(i))[0]["label"] for i in range(len(self))], np.int64)
+
+  def shard_of(self) -> tuple[np.ndarray, int, str]:
+    shard = np.repeat(np.arange(len(self.paths)), np.diff(self.offsets))
+    return shard, len(self.paths), "ArrayRecord shards"
 
 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def make_source(cfg, split: str):
-  """Builds the source of `split` ("train", "val"; "test" for folders) described by a data config block."""
-  if cfg.source == "folders":  # data.root/{train,val,test}/<class>/<videos>
-    from xclip_jax.data import folders
+def file_list_source(cfg, split: str) -> FileSource:
+  """data.source="files": the official label list of `split` (data.train_list / val_list), paths relative to
+  data.root, class names from data.class_names."""
+  _check_split(split, "files")
+  list_path = cfg.train_list if split == "train" else cfg.val_list
+  if not list_path:
+    raise ValueError(f"data.{split}_list is empty (source 'files')")
+  if not cfg.class_names:
+    raise ValueError("data.class_names is empty (source 'files'): give a CSV or a shipped list name")
+  return FileSource.from_list(list_path, cfg.root, cfg.class_names)
 
-    return folders.make_folder_source(cfg, split)
-  if split not in ("train", "val"):
-    raise ValueError(f"split must be 'train' or 'val' (or 'test' with data.source='folders'), got {split!r}")
-  if cfg.source in ("files", "synthetic"):
-    if cfg.source == "files":
-      list_path = cfg.train_list if split == "train" else cfg.val_list
-      if not list_path:
-        raise ValueError(f"data.{split}_list is empty (source 'files')")
-      root, class_csv = cfg.root, cfg.class_names
-      if not class_csv:
-        raise ValueError("data.class_names is empty (source 'files'): give a CSV or a shipped list name")
-    else:
-      list_path, class_csv = synthetic_paths(cfg.synthetic_dir, cfg.synthetic_task, split)
-      root = cfg.synthetic_dir
-      class_csv = cfg.class_names or class_csv
-    src = FileSource.from_list(list_path, root, class_csv)
-    if split == "train" and cfg.k_shot > 0:
-      src = FileSource(labels.k_shot_subset(src.records, cfg.k_shot, cfg.k_shot_seed), src.class_names)
-    return src
-  if cfg.source == "frames":
-    from xclip_jax.data import frame_shards
 
-    return frame_shards.make_source(cfg, split)
-  if cfg.k_shot > 0:
-    raise ValueError("data.k_shot is supported for label-list sources ('files', 'synthetic') and 'frames'; write "
-                     "the K-shot list with xclip_jax.data.labels.k_shot_subset + write_label_list first")
-  if cfg.source == "tfds":
-    names = labels.read_class_names(cfg.class_names) if cfg.class_names else None
-    return TfdsSource(cfg.tfds_name, cfg.tfds_split[split], cfg.tfds_data_dir or None, names)
-  if cfg.source == "arrayrecord":
-    pattern = cfg.arrayrecord[split]
-    if not pattern:
-      raise ValueError(f"data.arrayrecord.{split} is empty (source 'arrayrecord')")
-    return ArrayRecordSource.from_pattern(pattern, cfg.class_names)
-  raise ValueError(f"unknown data.source {cfg.source!r}")
+def synthetic_source(cfg, split: str) -> FileSource:
+  """data.source="synthetic": a task of the generated dataset in data.synthetic_dir."""
+  _check_split(split, "synthetic")
+  list_path, class_csv = synthetic_paths(cfg.synthetic_dir, cfg.synthetic_task, split)
+  return FileSource.from_list(list_path, cfg.synthetic_dir, cfg.class_names or class_csv)
+
+
+def tfds_source(cfg, split: str) -> TfdsSource:
+  """data.source="tfds": the TFDS split data.tfds_split[split] of data.tfds_name."""
+  _check_split(split, "tfds")
+  names = labels.read_class_names(cfg.class_names) if cfg.class_names else None
+  return TfdsSource(cfg.tfds_name, cfg.tfds_split[split], cfg.tfds_data_dir or None, names)
+
+
+def arrayrecord_source(cfg, split: str) -> ArrayRecordSource:
+  """data.source="arrayrecord": the shards data.arrayrecord[split] (a glob)."""
+  _check_split(split, "arrayrecord")
+  pattern = cfg.arrayrecord[split]
+  if not pattern:
+    raise ValueError(f"data.arrayrecord.{split} is empty (source 'arrayrecord')")
+  return ArrayRecordSource.from_pattern(pattern, cfg.class_names)

@@ -22,6 +22,11 @@ from PIL import Image, ImageEnhance
 FIXED_OFFSETS = ("upper left", "upper right", "lower left", "lower right", "center")
 
 
+def official_short_side(input_size: int) -> int:
+  """The official test short side before a centre crop of `input_size`: int(256 / 224 * input_size)."""
+  return int(256 / 224 * input_size)
+
+
 def resize_short(frames: np.ndarray, short: int) -> np.ndarray:
   """Resizes (T, H, W, 3) so that min(H, W) == short (bilinear, aspect kept); no-op if already there."""
   h, w = frames.shape[1:3]

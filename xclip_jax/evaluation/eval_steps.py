@@ -1,9 +1,10 @@
 """Evaluation steps (pure functions of the model's nnx state), jitted by `xclip_jax.evaluation.evaluator`.
 
-Eval step: every view of a video is classified, softmax probabilities are summed over views (official
-multi-view protocol) and top-1/top-5 hits are counted over valid rows; failed decodes count as misses.
-The probability step returns the view-averaged softmax (prediction); the text encoder turns class-name
-tokens into the class features every step compares against.
+Probability step: every view of a video is classified and the softmax is averaged over its views (the
+official multi-view protocol sums them: the same ranking). The eval step returns these per-video
+probabilities with the batch's labels, which `scoring` turns into accuracy (the one metrics computation; also
+`video_files.classify_videos`' probabilities come from the probability step). The text encoder turns
+class-name tokens into the class features every step compares against.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xclip_jax.data import device_ops
+from xclip_jax.data import batches, device_ops
 
 Metrics = dict[str, jax.Array]
+PROBABILITIES = "probabilities"  # the eval step's (b, K) output, beside the batch's per-video rows
 
 
 def _view_probabilities(model_graphdef: nnx.GraphDef, model_state: nnx.State, videos: jax.Array,
@@ -29,30 +31,24 @@ def _view_probabilities(model_graphdef: nnx.GraphDef, model_state: nnx.State, vi
   return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(b, views, -1)
 
 
-def make_eval_step(model_graphdef: nnx.GraphDef, top_k: int = 5) -> Callable:
-  """Returns step(model_state, batch, text_features) -> counts summed over the (global) batch."""
+def make_probability_step(model_graphdef: nnx.GraphDef) -> Callable:
+  """Returns step(model_state, videos_uint8 (b, V, T, H, W, 3), text_features) -> (b, K) class probabilities,
+  the softmax averaged over the V views (ranks as the official sum of the views' softmax)."""
 
-  def step(model_state: nnx.State, batch: dict[str, jax.Array], text_features: jax.Array) -> Metrics:
-    probabilities = _view_probabilities(model_graphdef, model_state, batch["video"], text_features).sum(axis=1)
-    k = min(top_k, probabilities.shape[-1])
-    _, top = jax.lax.top_k(probabilities, k)
-    labels = batch["label"]
-    counted = batch["valid"]
-    decoded = counted & batch["decode_ok"]
-    hit1 = decoded & (top[:, 0] == labels)
-    hit5 = decoded & jnp.any(top == labels[:, None], axis=-1)
-    return {"correct1": jnp.sum(hit1), "correct5": jnp.sum(hit5), "count": jnp.sum(counted),
-            "decode_failures": jnp.sum(counted & ~batch["decode_ok"])}
+  def step(model_state: nnx.State, videos: jax.Array, text_features: jax.Array) -> jax.Array:
+    return _view_probabilities(model_graphdef, model_state, videos, text_features).mean(axis=1)
 
   return step
 
 
-def make_probability_step(model_graphdef: nnx.GraphDef) -> Callable:
-  """Returns step(model_state, videos_uint8 (b, V, T, H, W, 3), text_features) -> (b, K) class probabilities,
-  the softmax averaged over the V views (what the eval step ranks, normalised to sum to 1)."""
+def make_eval_step(model_graphdef: nnx.GraphDef) -> Callable:
+  """Returns step(model_state, batch, text_features) -> the batch's per-video "probabilities" (b, K) with its
+  "label", "index", "valid" and "decode_ok" rows, for `scoring.score` (every process gets every row)."""
+  probabilities = make_probability_step(model_graphdef)
 
-  def step(model_state: nnx.State, videos: jax.Array, text_features: jax.Array) -> jax.Array:
-    return _view_probabilities(model_graphdef, model_state, videos, text_features).mean(axis=1)
+  def step(model_state: nnx.State, batch: dict[str, jax.Array], text_features: jax.Array) -> Metrics:
+    rows = {key: batch[key] for key in batches.EVAL_ROW_FIELDS}
+    return {PROBABILITIES: probabilities(model_state, batch[batches.VIDEO], text_features), **rows}
 
   return step
 

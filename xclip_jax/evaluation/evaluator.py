@@ -17,8 +17,8 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from xclip_jax import sharding
-from xclip_jax.data import pipeline
-from xclip_jax.evaluation import eval_steps
+from xclip_jax.data import batches, pipeline
+from xclip_jax.evaluation import eval_steps, scoring
 from xclip_jax.tokenizer import tokenize
 
 
@@ -50,15 +50,14 @@ class Evaluator:
     self.mesh = mesh
     self._step = jax.jit(eval_steps.make_eval_step(model_graphdef), out_shardings=sharding.replicated(mesh))
     self._encode = jax.jit(eval_steps.make_text_encoder(model_graphdef), out_shardings=sharding.replicated(mesh))
-    self._probabilities = jax.jit(eval_steps.make_probability_step(model_graphdef),
-                                  out_shardings=sharding.replicated(mesh))
     # Runs start on every process together (multi-process runs; see `sharding.ProcessAligned`).
     self._run_step = sharding.ProcessAligned(self._step, "eval step")
     self._run_encode = sharding.ProcessAligned(self._encode, "text encoder")
 
   @property
   def eval_step(self):
-    """The jitted `step(model_state, batch, text_features) -> counts` (what `xclip_jax.planning` compiles)."""
+    """The jitted `step(model_state, batch, text_features) -> per-video probabilities and labels` (what
+    `xclip_jax.planning` compiles)."""
     return self._step
 
   @property
@@ -82,27 +81,40 @@ class Evaluator:
     with jax.set_mesh(self.mesh):
       return self._run_encode(state, jax.device_put(tokens, sharding.replicated(self.mesh)))
 
-  def evaluate(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
-               context_length: int = 77, max_batches: int = -1) -> EvalResult:
+  def _pass(self, state: nnx.State, data_cfg: Any, *, split: str, clips: int, crops: int, context_length: int,
+            max_batches: int = -1, max_videos: int = -1, keep_frames: bool = False) -> tuple[dict, Any]:
+    """One pass of the eval step over a split: ({probabilities, label, index, decode_ok, frames}, iterator), the
+    rows of the split's videos only (every process gets every process's rows; frames are this process's)."""
     iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
-    class_names = list(iterator.source.class_names)
-    text = self.text_features(state, class_names, context_length)
-    totals = {"correct1": 0, "correct5": 0, "count": 0, "decode_failures": 0}
+    text = self.text_features(state, list(iterator.source.class_names), context_length)
+    kept = (eval_steps.PROBABILITIES, batches.LABEL, batches.INDEX, batches.DECODE_OK)
+    rows: dict[str, list[np.ndarray]] = {key: [] for key in (*kept, "frames")}
     try:
       with jax.set_mesh(self.mesh):
-        for index, local in enumerate(iterator):
-          if 0 <= max_batches <= index:
+        for number, local in enumerate(iterator):
+          if 0 <= max_batches <= number or 0 <= max_videos <= sum(len(i) for i in rows[batches.INDEX]):
             break
-          counts = jax.device_get(self._run_step(state, pipeline.global_batch(local, self.mesh), text))
-          for key in totals:
-            totals[key] += int(counts[key])
+          out = jax.device_get(self._run_step(state, pipeline.global_batch(local, self.mesh), text))
+          keep = np.asarray(out[batches.VALID])
+          for key in kept:
+            rows[key].append(np.asarray(out[key])[keep])
+          if keep_frames:  # single process: the local rows are all the rows
+            rows["frames"].append(local[batches.VIDEO][local[batches.VALID], 0])
     finally:
       iterator.close()
-    videos = max(totals["count"], 1)
-    result = EvalResult(
-        top1=100.0 * totals["correct1"] / videos, top5=100.0 * totals["correct5"] / videos,
-        videos=totals["count"], decode_failures=totals["decode_failures"], num_classes=len(class_names),
-        views=f"{clips}x{crops}", failed_videos=[name for _, name in iterator.decode_failures])
+    n = None if max_videos < 0 else max_videos
+    return {key: np.concatenate(value)[:n] for key, value in rows.items() if value}, iterator
+
+  def evaluate(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
+               context_length: int = 77, max_batches: int = -1) -> EvalResult:
+    rows, iterator = self._pass(state, data_cfg, split=split, clips=clips, crops=crops, context_length=context_length,
+                                max_batches=max_batches)
+    class_names = list(iterator.source.class_names)
+    scores = scoring.score(rows[eval_steps.PROBABILITIES], rows[batches.LABEL], rows[batches.DECODE_OK],
+                           len(class_names))
+    result = EvalResult(top1=scores.top1, top5=scores.top5, videos=scores.videos, decode_failures=scores.failures,
+                        num_classes=len(class_names), views=f"{clips}x{crops}",
+                        failed_videos=[name for _, name in iterator.decode_failures])
     if result.decode_failures:
       # Each file was named once already, the first time it was met (see `data.bad_videos`).
       logging.warning("%d of %d videos failed to decode and count as errors", result.decode_failures,
@@ -115,32 +127,16 @@ class Evaluator:
     (the frames are this process's; `keep_frames=False` keeps none, for long splits)."""
     if jax.process_count() > 1:
       raise ValueError(f"Evaluator.predict runs in one process; this run has {jax.process_count()}.")
-    iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
-    class_names = list(iterator.source.class_names)
-    text = self.text_features(state, class_names, context_length)
-    probabilities, labels, true_labels, frames, indices = [], [], [], [], []
-    try:
-      with jax.set_mesh(self.mesh):
-        for local in iterator:
-          keep = local["valid"]
-          videos = pipeline.global_batch({"video": local["video"]}, self.mesh)["video"]
-          probabilities.append(np.asarray(jax.device_get(self._probabilities(state, videos, text)))[keep])
-          labels.append(np.where(local["decode_ok"], local["label"], -1)[keep])
-          true_labels.append(local["label"][keep])
-          frames.append(local["video"][keep, 0] if keep_frames else np.zeros((int(keep.sum()), 0), np.uint8))
-          indices.append(local["index"][keep])
-          if 0 <= max_videos <= sum(len(i) for i in indices):
-            break
-    finally:
-      iterator.close()
-    n = None if max_videos < 0 else max_videos
-    index = np.concatenate(indices)[:n]
-    names = [iterator.source.name(int(i)) for i in index]
-    failed = {name for name, label in zip(names, np.concatenate(labels)[:n], strict=True) if label < 0}
-    return Predictions(probabilities=np.concatenate(probabilities)[:n], labels=np.concatenate(labels)[:n],
-                       frames=np.concatenate(frames)[:n], names=names, class_names=class_names,
-                       true_labels=np.concatenate(true_labels)[:n],
-                       errors={name: iterator.bad_log.rows.get(name, [0, "failed to decode"])[1] for name in failed})
+    rows, iterator = self._pass(state, data_cfg, split=split, clips=clips, crops=crops, context_length=context_length,
+                                max_videos=max_videos, keep_frames=keep_frames)
+    names = [iterator.source.name(int(i)) for i in rows[batches.INDEX]]
+    decoded = rows[batches.DECODE_OK]
+    frames = rows["frames"] if keep_frames else np.zeros((len(names), 0), np.uint8)
+    return Predictions(probabilities=rows[eval_steps.PROBABILITIES], labels=np.where(decoded, rows[batches.LABEL], -1),
+                       frames=frames, names=names, class_names=list(iterator.source.class_names),
+                       true_labels=rows[batches.LABEL],
+                       errors={name: iterator.bad_log.rows.get(name, [0, "failed to decode"])[1]
+                               for name, ok in zip(names, decoded, strict=True) if not ok})
 
 
 @dataclasses.dataclass

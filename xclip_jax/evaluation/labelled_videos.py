@@ -9,8 +9,8 @@
 
 Every video of the set is in the denominator: a file that cannot be read counts as an error (listed in
 `failures`, counted per class in `failed_per_class`), as in the training pipeline's evaluation. Views and
-batching are those of `video_files.classify_videos`. (`evaluator.Evaluator` computes its counts on device
-inside the training loop and keeps no per-video outputs, so these metrics are computed here, in numpy.)
+batching are those of `video_files.classify_videos` (the one view builder, `xclip_jax.data.views`), the
+metrics those of every evaluation (`scoring`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import numpy as np
 
 from xclip_jax import storage
 from xclip_jax.data import folders, labels
-from xclip_jax.evaluation import video_files
+from xclip_jax.data import views as views_lib
+from xclip_jax.evaluation import scoring, video_files
 
 
 @dataclasses.dataclass
@@ -227,36 +228,30 @@ class SetEvaluation:
 def metrics(predictions: Sequence[video_files.VideoPrediction], true_labels: np.ndarray,
             class_names: Sequence[str], views: str = "1x1",
             videos: Sequence[video_files.Video] | None = None) -> SetEvaluation:
-  """Metrics of predictions against true labels (failed predictions count as errors)."""
+  """Metrics of predictions against true labels (`scoring.score`; failed predictions count as errors)."""
   true_labels = np.asarray(true_labels, np.int64)
   k, n = len(class_names), len(predictions)
   if len(true_labels) != n:
     raise ValueError(f"{n} predictions but {len(true_labels)} labels")
-  confusion = np.zeros((k, k), np.int64)
-  failed = np.zeros(k, np.int64)
-  correct1 = correct5 = 0
-  for p, label in zip(predictions, true_labels, strict=True):
-    if p.probabilities is None:
-      failed[label] += 1
-      continue
-    order = np.argsort(-p.probabilities, kind="stable")
-    confusion[label, order[0]] += 1
-    correct1 += int(order[0] == label)
-    correct5 += int(label in order[:5])
-  per_class_total = np.bincount(true_labels, minlength=k)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    per_class = np.where(per_class_total > 0, 100.0 * np.diag(confusion) / per_class_total, np.nan)
+  decoded = np.array([p.probabilities is not None for p in predictions], bool)
+  probabilities = np.zeros((n, k), np.float32)
+  for row, p in enumerate(predictions):
+    if p.probabilities is not None:
+      probabilities[row] = p.probabilities
+  scores = scoring.score(probabilities, true_labels, decoded, k)
   return SetEvaluation(
-      class_names=list(class_names), predictions=list(predictions), labels=true_labels,
-      top1=100.0 * correct1 / max(n, 1), top5=100.0 * correct5 / max(n, 1), per_class_accuracy=per_class,
-      confusion=confusion, failed_per_class=failed,
+      class_names=list(class_names), predictions=list(predictions), labels=true_labels, top1=scores.top1,
+      top5=scores.top5, per_class_accuracy=scores.per_class_accuracy, confusion=scores.confusion,
+      failed_per_class=scores.failed_per_class,
       failures=[(p.path, p.error) for p in predictions if p.probabilities is None], views=views,
       videos=list(videos) if videos is not None else [p.path for p in predictions])
 
 
-def evaluate_labelled_set(model, dataset: LabelledSet, *, clips: int = 1, crops: int = 1, batch_size: int = 8,
+def evaluate_labelled_set(model, dataset: LabelledSet, *, clips: int = 1, crops: int = 1,
+                          multiview_sampling: str = views_lib.DEFAULT_MULTIVIEW_SAMPLING, batch_size: int = 8,
                           workers: int | None = None, progress: bool = True) -> SetEvaluation:
   """Classifies every video of `dataset` against its class names and measures the result."""
   predictions = video_files.classify_videos(model, dataset.videos, dataset.class_names, clips=clips, crops=crops,
-                                            batch_size=batch_size, workers=workers, progress=progress)
+                                            multiview_sampling=multiview_sampling, batch_size=batch_size,
+                                            workers=workers, progress=progress)
   return metrics(predictions, dataset.labels, dataset.class_names, views=f"{clips}x{crops}", videos=dataset.videos)

@@ -4,11 +4,13 @@
     results = classify_videos(model, videos, class_names, clips=4)   # [VideoPrediction], input order
     write_predictions(results, class_names, "predictions.csv")       # or .jsonl; written atomically
 
-Views are the official test sampling (segment sampling, deterministic multi-clip "uniform" placement; short
-side 256/224 of the input size + centre crop, or 3 crops); probabilities are the softmax averaged over
-views. Videos are decoded ahead on host threads (PyAV and PIL release the GIL) while the device runs the
-previous batch; batches keep one shape (the last is padded), so the model compiles once. A file that cannot
-be read gets its error in its result and the others are classified. `sampled_frames` returns the frames
+Views are built by the one view builder, `xclip_jax.data.views` (main's evaluation builds them there too):
+the official test sampling (segment sampling; clips > 1 placed as `multiview_sampling` says, "official" by
+default; short side 256/224 of the input size + centre crop, or 3 crops). Probabilities are the softmax
+averaged over views, computed by the evaluator's own probability step (`eval_steps`). Videos are decoded
+ahead on host threads (PyAV and PIL release the GIL) while the device runs the previous batch; batches keep
+one shape (the last is padded), so the model compiles once. A file that cannot be read gets its error in its
+result and the others are classified. `sampled_frames` returns the frames
 a prediction looked at, for display. Videos that are not files (a TFDS split, ArrayRecord shards) are passed
 as `SourceVideo(source, index)`. Files, folders, lists and the output may be in a bucket (gs://...).
 """
@@ -19,6 +21,7 @@ import collections
 import concurrent.futures
 import csv
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -31,7 +34,7 @@ import numpy as np
 from etils import epath
 
 from xclip_jax import storage
-from xclip_jax.data import decode, sampling, sources, transforms
+from xclip_jax.data import decode, sources, video_source, views
 
 # VIDEO_EXTENSIONS (what a folder is searched for) and VideoInputError (a path given is missing, an empty folder
 # or a malformed list; the message names it) live with the folder walker, which the data pipeline shares.
@@ -165,96 +168,98 @@ Video = str | os.PathLike | SourceVideo
 _SOURCE_READS = threading.Lock()  # data sources are not documented as thread-safe: read items one at a time
 
 
-def _read_frames(video: Video, pick: Callable[[int], np.ndarray], *, short_side: int | None,
-                 on_warning: Callable[[str], None] | None) -> np.ndarray:
+def _readable(video: Video) -> video_source.EncodedVideo:
+  """A path as a `VideoFile`; a `SourceVideo`'s item, read from its source (one at a time)."""
   if isinstance(video, SourceVideo):
     with _SOURCE_READS:
-      item = video.source[video.index]
-    picked, _, _ = sources.load_frames(item, pick, short_side=short_side, on_warning=on_warning)
-  else:
-    picked, _, _ = decode.read_frames(os.fspath(video), pick, short_side=short_side, on_warning=on_warning)
-  return picked
+      return video.source[video.index]
+  return sources.VideoFile.at(os.fspath(video))
 
 
-def sampled_frames(video: Video, frames: int, *, clips: int = 1, short_side: int | None = None) -> np.ndarray:
+def sampled_frames(video: Video, frames: int, *, clips: int = 1, short_side: int | None = None,
+                   multiview_sampling: str = views.DEFAULT_MULTIVIEW_SAMPLING) -> np.ndarray:
   """(clips, frames, H, W, 3) uint8: the frames the classifier samples from `video`, uncropped, as displayed.
 
   `video` is a file path or a `SourceVideo`. `short_side` resizes them (aspect kept) for display; None keeps
   the video's size. Raises `decode.VideoDecodeError` naming the video if it cannot be read.
   """
-  picked = _read_frames(video, lambda n: _multiview(n, frames, clips), short_side=short_side,
-                        on_warning=lambda message: None)
+  item = _readable(video)
+  spec = views.ViewSpec(frames=frames, size=1, clips=clips, multiview_sampling=multiview_sampling)
+  picked, _, _ = item.load_frames(lambda n: spec.frame_indices(n, item.name), short_side=short_side,
+                                  on_warning=lambda message: None)
   return picked.reshape(clips, frames, *picked.shape[1:])
 
 
-def _multiview(num_frames: int, frames: int, clips: int) -> np.ndarray:
-  return sampling.multiview_indices(num_frames, frames, clips, mode="segment", multiview="uniform", rng=None)
-
-
 def video_views(video: Video, *, frames: int, size: int, clips: int = 1, crops: int = 1,
+                multiview_sampling: str = views.DEFAULT_MULTIVIEW_SAMPLING,
                 on_warning: Callable[[str], None] | None = None) -> np.ndarray:
-  """(crops x clips, frames, size, size, 3) uint8: the model's input views of one video (official test views)."""
-  short = int(256 / 224 * size)
-  picked = _read_frames(video, lambda n: _multiview(n, frames, clips), short_side=size if crops == 3 else short,
-                        on_warning=on_warning)
-  return transforms.test_views(picked, clips=clips, crops=crops, input_size=size, short=short)
+  """(crops x clips, frames, size, size, 3) uint8: the model's input views of one video (`xclip_jax.data.views`)."""
+  spec = views.ViewSpec(frames=frames, size=size, clips=clips, crops=crops, multiview_sampling=multiview_sampling)
+  return views.read_views(_readable(video), spec, on_warning=on_warning)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Classifying.
 
 
-def _load(video: Video, frames: int, size: int, clips: int,
-          crops: int) -> tuple[np.ndarray | None, str | None, str | None]:
+def _load(video: Video, spec: views.ViewSpec) -> tuple[np.ndarray | None, str | None, str | None]:
   """(views, error, warning) of one video; never raises for a bad video (runs on a host thread)."""
   notes: list[str] = []
   try:
-    views = video_views(video, frames=frames, size=size, clips=clips, crops=crops, on_warning=notes.append)
+    picked = views.read_views(_readable(video), spec, on_warning=notes.append)
   except decode.VideoDecodeError as e:
     return None, e.reason, None
   except Exception as e:  # One unreadable file must not stop the others; its row says why.
     return None, f"{type(e).__name__}: {e}", None
-  return views, None, "; ".join(n.removeprefix(f"{video}: ") for n in notes) or None
+  return picked, None, "; ".join(n.removeprefix(f"{video}: ") for n in notes) or None
+
+
+@functools.lru_cache(maxsize=8)
+def _probability_step(graphdef):
+  """The evaluator's probability step (softmax averaged over views), jitted once per model structure."""
+  import jax
+
+  from xclip_jax.evaluation import eval_steps
+
+  return jax.jit(eval_steps.make_probability_step(graphdef))
 
 
 def iter_classify_videos(model, videos: Sequence[Video], class_names: Sequence[str], *, clips: int = 1,
-                         crops: int = 1, batch_size: int = 8, workers: int | None = None,
+                         crops: int = 1, multiview_sampling: str = views.DEFAULT_MULTIVIEW_SAMPLING,
+                         batch_size: int = 8, workers: int | None = None,
                          progress: bool = True) -> Iterator[VideoPrediction]:
   """Yields a `VideoPrediction` per video, in input order, as batches finish (see `classify_videos`)."""
-  import jax
-
   import xclip_jax
 
-  if crops not in (1, 3) or clips < 1 or batch_size < 1:
-    raise ValueError(f"need clips >= 1, crops 1 or 3 and batch_size >= 1; got {clips}, {crops}, {batch_size}")
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if not class_names:
     raise ValueError("no class names")
   config = model.config
-  frames, size = config.num_frames, config.image_size
+  spec = views.ViewSpec(frames=config.num_frames, size=config.image_size, clips=clips, crops=crops,
+                        multiview_sampling=multiview_sampling)
   text = model.encode_text(xclip_jax.tokenize(list(class_names), context_length=config.context_length,
                                               truncate=True))
+  step = _probability_step(model.graphdef)
   workers = workers or min(8, os.cpu_count() or 1)
   bar = _progress_bar(len(videos), progress)
-  views_per_video = clips * crops
-  empty = np.zeros((views_per_video, frames, size, size, 3), np.uint8)
+  empty = spec.empty()
 
   def run(loaded):
-    """Dispatches a batch (asynchronously): (batch_size x views) clips -> probabilities on device."""
-    if all(views is None for _, (views, _, _) in loaded):
+    """Dispatches a batch (asynchronously): batch_size videos x their views -> probabilities on device."""
+    if all(picked is None for _, (picked, _, _) in loaded):
       return None  # Every file failed: nothing to compute.
-    stacked = np.stack([views if views is not None else empty for _, (views, _, _) in loaded]
+    stacked = np.stack([picked if picked is not None else empty for _, (picked, _, _) in loaded]
                        + [empty] * (batch_size - len(loaded)))  # Padded: one shape, one compilation.
-    logits = model.logits(model.encode_video(xclip_jax.normalize_frames(stacked.reshape(-1, *stacked.shape[2:]))),
-                          text)
-    return jax.nn.softmax(logits, axis=-1)
+    return step(model.state, stacked, text)
 
   def finish(pending) -> Iterator[VideoPrediction]:
     loaded, probabilities = pending
     if probabilities is not None:
-      probabilities = np.asarray(probabilities, np.float32).reshape(batch_size, views_per_video, -1).mean(axis=1)
-    for row, (path, (views, error, warning)) in enumerate(loaded):
+      probabilities = np.asarray(probabilities, np.float32)
+    for row, (path, (picked, error, warning)) in enumerate(loaded):
       bar.update(1)
-      yield VideoPrediction(str(path), probabilities[row] if views is not None else None, error, warning)
+      yield VideoPrediction(str(path), probabilities[row] if picked is not None else None, error, warning)
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
     # Decode ahead: at most two batches queued beyond the one being assembled, so memory stays bounded.
@@ -266,7 +271,7 @@ def iter_classify_videos(model, videos: Sequence[Video], class_names: Sequence[s
         path = next(remaining, None)
         if path is None:
           return
-        queue.append((path, pool.submit(_load, path, frames, size, clips, crops)))
+        queue.append((path, pool.submit(_load, path, spec)))
 
     pending = None
     try:
@@ -290,7 +295,8 @@ def iter_classify_videos(model, videos: Sequence[Video], class_names: Sequence[s
 
 
 def classify_videos(model, videos: Sequence[Video], class_names: Sequence[str], *, clips: int = 1, crops: int = 1,
-                    batch_size: int = 8, workers: int | None = None, progress: bool = True) -> list[VideoPrediction]:
+                    multiview_sampling: str = views.DEFAULT_MULTIVIEW_SAMPLING, batch_size: int = 8,
+                    workers: int | None = None, progress: bool = True) -> list[VideoPrediction]:
   """Classifies video files against any class names, batched on the device.
 
   Args:
@@ -298,6 +304,8 @@ def classify_videos(model, videos: Sequence[Video], class_names: Sequence[str], 
     videos: file paths (see `find_videos`) or `SourceVideo`s.
     class_names: the classes to choose from (open set: any names).
     clips, crops: views per video (clips x crops; crops 1 or 3).
+    multiview_sampling: placement of clips > 1, "official" (seeded random, as X-CLIP) or "uniform"
+      (`xclip_jax.data.views`; main's `data.multiview_sampling`).
     batch_size: videos per device batch (each with clips x crops views).
     workers: host threads decoding ahead (default: the CPU count, at most 8).
     progress: show a progress bar with ETA (stderr; notebook widget in notebooks).
@@ -305,8 +313,9 @@ def classify_videos(model, videos: Sequence[Video], class_names: Sequence[str], 
   Returns:
     One `VideoPrediction` per video, in input order; failed files carry their error.
   """
-  return list(iter_classify_videos(model, videos, class_names, clips=clips, crops=crops, batch_size=batch_size,
-                                   workers=workers, progress=progress))
+  return list(iter_classify_videos(model, videos, class_names, clips=clips, crops=crops,
+                                   multiview_sampling=multiview_sampling, batch_size=batch_size, workers=workers,
+                                   progress=progress))
 
 
 def _progress_bar(total: int, enabled: bool):

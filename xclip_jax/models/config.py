@@ -8,7 +8,6 @@ parameter shapes. Converted checkpoints store it as JSON next to the parameters.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from typing import Any
 
@@ -112,9 +111,6 @@ class ModelConfig:
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
-
-  def to_json(self) -> str:
-    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
   @classmethod
   def from_dict(cls, values: dict[str, Any], source: str = "config") -> ModelConfig:

@@ -40,6 +40,8 @@ class TextTransformer(nnx.Module):
     x = jnp.take(self.token_embedding[...], tokens, axis=0).astype(self.dtype)
     x = x + self.positional_embedding[...].astype(self.dtype)
     x = self.ln_final(self.transformer(x))
-    # The end-of-text token has the largest id (49407): pool there, as CLIP does.
-    pooled = x[jnp.arange(x.shape[0]), jnp.argmax(tokens, axis=-1)]
+    # The end-of-text token has the largest id (49407): pool there, as CLIP does. A take_along_axis rather than
+    # x[arange(K), argmax], which jax2onnx cannot convert with a dynamic K (xclip_jax/export, docs/export.md).
+    eos = jnp.argmax(tokens, axis=-1)
+    pooled = jnp.take_along_axis(x, eos[:, None, None], axis=1)[:, 0]
     return layers.matmul(pooled, self.text_projection[...], self.dtype)

@@ -17,8 +17,9 @@ import ml_collections
 import numpy as np
 
 from xclip_jax import sharding
+from xclip_jax.data import batches
 from xclip_jax.evaluation.evaluator import Evaluator
-from xclip_jax.training import optimizer, programs, train_state, trainer
+from xclip_jax.training import optimizer, programs, run_model, train_state
 
 
 def _peak_bytes(devices) -> int | None:
@@ -34,7 +35,7 @@ def _peak_bytes(devices) -> int | None:
 def measure_train_step(config: ml_collections.ConfigDict, mesh: Any, num_classes: int, *, steps: int = 5,
                        seed: int = 0) -> dict[str, Any]:
   """Median / min / max seconds of `steps` train steps after one compiling step, and peak device memory."""
-  model_config = trainer.model_config_from(config)
+  model_config = run_model.model_config_from(config)
   tx, schedules = optimizer.make_optimizer(config.train, 1000, 100)
   trainable = optimizer.trainable_filter(bool(config.train.train_text))
   state = train_state.create_train_state(model_config, tx, trainable, mesh, seed=seed)
@@ -42,10 +43,10 @@ def measure_train_step(config: ml_collections.ConfigDict, mesh: Any, num_classes
   step = programs.jit_train_step(state.graphdef, state.shardings, trainable, step_config, schedules, mesh)
   specs = programs.train_batch_spec(config, mesh)
   rng = np.random.default_rng(seed)
-  batch = {"video": rng.integers(0, 256, specs["video"].shape, dtype=np.uint8),
-           "label": rng.integers(0, num_classes, specs["label"].shape).astype(np.int32)}
-  if "color" in specs:  # data.augment.color_on_device: all-zero draws (the cost does not depend on the values)
-    batch["color"] = np.zeros(specs["color"].shape, np.float32)
+  batch = {batches.VIDEO: rng.integers(0, 256, specs[batches.VIDEO].shape, dtype=np.uint8),
+           batches.LABEL: rng.integers(0, num_classes, specs[batches.LABEL].shape).astype(np.int32)}
+  if batches.COLOR in specs:  # data.augment.color_on_device: all-zero draws (the cost does not depend on the values)
+    batch[batches.COLOR] = np.zeros(specs[batches.COLOR].shape, np.float32)
   batch = {k: jax.device_put(v, specs[k].sharding) for k, v in batch.items()}
   tokens = jnp.asarray(rng.integers(1, model_config.vocab_size, (num_classes, model_config.context_length)),
                        jnp.int32)

@@ -23,9 +23,9 @@ from xclip_jax import perf, sharding
 from xclip_jax.evaluation.evaluator import Evaluator
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.planning import chips, compiled, input_budget, roofline, topologies
-from xclip_jax.training import optimizer, programs, train_state, trainer
+from xclip_jax.training import optimizer, programs, run_model, train_state
 
-NOMINAL_TOTAL_STEPS = 1000  # the schedule's length only sets constants of the program, not its shape
+NOMINAL_STEPS_PER_EPOCH = 100  # the schedule's length only sets constants of the program, not its shape
 
 
 @dataclasses.dataclass
@@ -64,12 +64,12 @@ def class_count(config: ml_collections.ConfigDict, num_classes: int | None = Non
   """Classes of the run: given, from data.class_names, or from the training source as the trainer reads it."""
   if num_classes:
     return int(num_classes)
-  from xclip_jax.data import labels, sources
+  from xclip_jax.data import labels, video_source
 
   if config.data.class_names:
     return len(labels.read_class_names(labels.resolve_class_csv(config.data.class_names)))
   try:
-    return len(sources.make_source(config.data, "train").class_names)
+    return len(video_source.make_source(config.data, "train").class_names)
   except Exception as error:
     raise ValueError(f"Cannot tell the number of classes: config.data.class_names is empty and the training data "
                      f"could not be read ({error}). Set --config.data.class_names or pass --num-classes.") from error
@@ -115,10 +115,10 @@ def _total_bytes(tree: Any) -> int:
 def build_programs(config: ml_collections.ConfigDict, mesh: Any, num_classes: int, *, process_count: int = 1,
                    which: Sequence[str] = ("train", "eval", "text")) -> RunPrograms:
   """The jitted programs and abstract arguments of `main`'s run of `config` on `mesh` (nothing compiled yet)."""
-  model_config = trainer.model_config_from(config)
+  model_config = run_model.model_config_from(config)
   programs.check_run(config, model_config, mesh, process_count)
-  total = int(config.train.total_steps) if int(config.train.total_steps) > 0 else NOMINAL_TOTAL_STEPS
-  tx, schedules = optimizer.make_optimizer(config.train, total, min(total // 10, total - 1))
+  tx, schedules = optimizer.make_optimizer(config.train, *optimizer.schedule_steps(config.train,
+                                                                                    NOMINAL_STEPS_PER_EPOCH))
   trainable = optimizer.trainable_filter(bool(config.train.train_text))
   state = train_state.abstract_initial_state(model_config, tx, trainable, mesh)
   step_config = programs.train_step_config(config, num_classes, mesh)

@@ -1,9 +1,13 @@
-"""The plan as text for people (the JSON form is `PlanReport.to_dict()`)."""
+"""The plan as text for people (the JSON form is `PlanReport.to_dict()`).
+
+It formats a `planner.PlanReport` without importing the planner, which imports this module (compile_only).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from xclip_jax.planning import chips, compiled, hlo_collectives
-from xclip_jax.planning.planner import PlanReport
 
 GIB = chips.GIB
 
@@ -40,7 +44,8 @@ def collectives_line(summary: hlo_collectives.CollectiveSummary | None) -> str:
   return ", ".join(parts) if parts else "none"
 
 
-def format_report(report: PlanReport, title: str = "") -> str:
+def format_report(report: Any, title: str = "") -> str:
+  """The text of a `planner.PlanReport`."""
   c = report.config
   lines = [f"Plan{' for ' + title if title else ''} on {report.target}",
            f"Run: {c['variant']}, {c['frames']} frames at {c['image_size']} px, global batch {c['global_batch']} "

@@ -15,17 +15,12 @@ from typing import Any
 
 import grain
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from xclip_jax import storage
-from xclip_jax.models.config import ModelConfig
-from xclip_jax.models.params import to_layer_params
-
-STATE, DATA, META = "state", "data", "meta"
-SEPARATOR = "."
+from xclip_jax import model_reader, storage
+from xclip_jax.model_reader import DATA, META, SEPARATOR, STATE
 
 
 def _to_flat(state: nnx.State) -> dict[str, Any]:
@@ -60,7 +55,9 @@ class Checkpointer:
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, asynchronous: bool = True):
     self.directory = storage.absolute(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+    # cleanup_tmp_directories: a save cut off by SIGKILL leaves `<step>.orbax-checkpoint-tmp-*`; the next run
+    # deletes it (it was never the latest checkpoint).
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
                                            enable_async_checkpointing=asynchronous)
     self.manager = ocp.CheckpointManager(
         self.directory, options=options,
@@ -111,26 +108,5 @@ class Checkpointer:
     self.manager.close()
 
 
-def load_model_params(workdir: str | os.PathLike, step: int | None = None
-                      ) -> tuple[ModelConfig, dict[tuple[str | int, ...], np.ndarray]]:
-  """Model config and parameters (host numpy, per-layer layout) of a workdir's latest (or given) checkpoint."""
-  directory = storage.path(workdir) / "checkpoints"
-  manager = ocp.CheckpointManager(storage.absolute(directory), item_handlers={
-      STATE: ocp.StandardCheckpointHandler(), META: ocp.JsonCheckpointHandler()})
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"{directory} holds no checkpoint.")
-  # Restore onto the host CPU device, whatever mesh, device count or process count wrote the checkpoint.
-  host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-  saved = manager.item_metadata(step)[STATE]
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=host), saved,
-                        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-  restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(target),
-                                                              META: ocp.args.JsonRestore()}))
-  manager.close()
-  meta = dict(restored[META])
-  config = ModelConfig.from_dict(meta["model_config"], source=f"{directory / str(step)} meta")
-  prefix = "model" + SEPARATOR
-  params = {tuple(int(p) if p.isdigit() else p for p in key[len(prefix):].split(SEPARATOR)): np.asarray(value)
-            for key, value in restored[STATE].items() if key.startswith(prefix)}
-  return config, to_layer_params(config, params)
+# The reader of a workdir's model lives below the training room (inference reads workdirs too).
+load_model_params = model_reader.read_workdir

@@ -4,12 +4,14 @@ Reference xclip.md §2.3: AdamW(0.9, 0.98, eps 1e-8), weight decay 0.001 except 
 and position embeddings; 10x learning rate on the modules X-CLIP adds (message tokens, MIT, prompts);
 the text tower and logit scale frozen unless `train_text`; lr warms up linearly from 0, then follows a
 cosine (t counted from step 0, as timm's `warmup_prefix=False`) down to base_lr / 100 for every group.
+The schedule is built here only: its length from the run config (`schedule_steps`), its shape
+(`timm_cosine_schedule`), one per parameter group (`make_optimizer`); the config holds the values
+(train.lr, min_lr_ratio, new_module_lr_multiplier, epochs, warmup_epochs, total_steps).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -72,6 +74,16 @@ def timm_cosine_schedule(base_lr: float, min_lr: float, warmup_steps: int, total
   return schedule
 
 
+def schedule_steps(train_config: Any, steps_per_epoch: int) -> tuple[int, int]:
+  """(total steps, warm-up steps) of a run: train.epochs x steps_per_epoch with train.warmup_epochs of warm-up,
+  or train.total_steps when > 0 (warm-up then keeps its share, warmup_epochs / epochs)."""
+  epochs, warmup_epochs = float(train_config.epochs), float(train_config.warmup_epochs)
+  if int(train_config.total_steps) > 0:
+    total = int(train_config.total_steps)
+    return total, int(round(total * warmup_epochs / max(epochs, 1)))
+  return int(round(epochs * steps_per_epoch)), int(round(warmup_epochs * steps_per_epoch))
+
+
 def make_optimizer(train_config: Any, total_steps: int, warmup_steps: int
                    ) -> tuple[optax.GradientTransformation, dict[str, optax.Schedule]]:
   """AdamW per parameter group with its own schedule; returns (transform, schedules by group)."""
@@ -93,7 +105,3 @@ def make_optimizer(train_config: Any, total_steps: int, warmup_steps: int
   if float(train_config.grad_clip_norm) > 0:  # not in the official recipe; off by default
     transform = optax.chain(optax.clip_by_global_norm(float(train_config.grad_clip_norm)), transform)
   return transform, schedules
-
-
-def learning_rates(schedules: dict[str, Callable], step: int) -> dict[str, float]:
-  return {f"lr/{name}": float(schedule(step)) for name, schedule in schedules.items()}

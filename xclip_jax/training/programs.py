@@ -19,12 +19,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from xclip_jax import sharding
-from xclip_jax.data import device_color
+from xclip_jax.data import batches, device_color
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.training import steps
-
-# Per-video fields of an evaluation batch that reach the device (`pipeline.make_eval_iterator`).
-EVAL_FIELDS = {"label": jnp.int32, "index": jnp.int32, "valid": jnp.bool_, "decode_ok": jnp.bool_}
 
 
 def train_step_config(config: ml_collections.ConfigDict, num_classes: int, mesh: Mesh) -> steps.TrainStepConfig:
@@ -95,10 +92,10 @@ def train_batch_spec(config: ml_collections.ConfigDict, mesh: Mesh) -> dict[str,
   `data.augment.color_on_device` the per-frame colour draws the step applies."""
   d = config.data
   batch, frames, size = int(d.batch_size), int(d.num_frames), int(d.input_size)
-  spec = {"video": _spec((batch, frames, size, size, 3), jnp.uint8, sharding.batch_sharding(mesh, 5)),
-          "label": _spec((batch,), jnp.int32, sharding.batch_sharding(mesh, 1))}
+  spec = {batches.VIDEO: _spec((batch, frames, size, size, 3), jnp.uint8, sharding.batch_sharding(mesh, 5)),
+          batches.LABEL: _spec((batch,), jnp.int32, sharding.batch_sharding(mesh, 1))}
   if d.augment.get("color_on_device", False):
-    spec["color"] = _spec((batch, frames, device_color.COLUMNS), jnp.float32, sharding.batch_sharding(mesh, 3))
+    spec[batches.COLOR] = _spec((batch, frames, device_color.COLUMNS), jnp.float32, sharding.batch_sharding(mesh, 3))
   return spec
 
 
@@ -106,8 +103,9 @@ def eval_batch_spec(config: ml_collections.ConfigDict, mesh: Mesh, views: int) -
   """A global evaluation batch of `views` views per video (padded as `eval_batch_size` says)."""
   d = config.data
   batch, frames, size = eval_batch_size(int(d.eval_batch_size), mesh), int(d.num_frames), int(d.input_size)
-  spec = {"video": _spec((batch, views, frames, size, size, 3), jnp.uint8, sharding.batch_sharding(mesh, 6))}
-  spec.update({name: _spec((batch,), dtype, sharding.batch_sharding(mesh, 1)) for name, dtype in EVAL_FIELDS.items()})
+  spec = {batches.VIDEO: _spec((batch, views, frames, size, size, 3), jnp.uint8, sharding.batch_sharding(mesh, 6))}
+  spec.update({name: _spec((batch,), jnp.dtype(dtype), sharding.batch_sharding(mesh, 1))
+               for name, dtype in batches.EVAL_ROW_FIELDS.items()})
   return spec
 
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xclip_jax.data import device_color, device_ops
+from xclip_jax.data import batches, device_color, device_ops
 
 Metrics = dict[str, jax.Array]
 
@@ -74,9 +74,9 @@ def make_train_step(graphdef: nnx.GraphDef, trainable: Any, config: TrainStepCon
     def split_micro(rows: jax.Array) -> jax.Array:
       return jnp.swapaxes(rows.reshape(-1, accum, *rows.shape[1:]), 0, 1)
 
-    videos = split_micro(batch["video"])
-    labels = split_micro(batch["label"])
-    colors = split_micro(batch["color"]) if "color" in batch else None
+    videos = split_micro(batch[batches.VIDEO])
+    labels = split_micro(batch[batches.LABEL])
+    colors = split_micro(batch[batches.COLOR]) if batches.COLOR in batch else None
     rng = jax.random.fold_in(rng, optimizer.step[...])
 
     def loss_fn(params: nnx.State, videos_uint8: jax.Array, micro_labels: jax.Array, key: jax.Array,

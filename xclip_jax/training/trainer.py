@@ -21,17 +21,12 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from xclip_jax import pretrained, sharding, storage, zoo
-from xclip_jax.data import pipeline
+from xclip_jax import sharding, storage
+from xclip_jax.data import batches, pipeline
 from xclip_jax.evaluation.evaluator import Evaluator
-from xclip_jax.models.config import RUNTIME_FIELDS, ModelConfig, variant_config
-from xclip_jax.models.params import Path, parameter_shapes
+from xclip_jax.models.config import ModelConfig
 from xclip_jax.tokenizer import tokenize
-from xclip_jax.training import checkpointing, metrics, optimizer, programs, train_state
-
-ABLATION_FIELDS = ("use_cross_frame", "use_mit", "use_prompt")
-ARCHITECTURE_FIELDS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_width", "text_layers",
-                       "embed_dim", "num_frames")
+from xclip_jax.training import checkpointing, metrics, optimizer, programs, run_model, train_state
 
 
 @dataclasses.dataclass
@@ -44,54 +39,7 @@ class TrainResult:
   total_steps: int
   preempted: bool
   class_names: list[str]
-
-
-def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
-  """The architecture named by config.model (variant, frames, overrides) with its run-time options."""
-  m = config.model
-  if int(m.frames) != int(config.data.num_frames):
-    raise ValueError(f"config.model.frames={m.frames} but config.data.num_frames={config.data.num_frames}; "
-                     f"they must agree (the MIT's temporal embedding has one row per frame).")
-  options = {name: m[name] for name in RUNTIME_FIELDS + ABLATION_FIELDS}
-  return variant_config(m.variant, frames=int(m.frames), **options, **m.overrides.to_dict())
-
-
-def load_initial_params(config: ml_collections.ConfigDict, requested: ModelConfig
-                        ) -> tuple[ModelConfig, dict[Path, np.ndarray] | None]:
-  """Reads init_from (model name, converted model dir or training workdir); the architecture comes from it.
-
-  A name ("openai:ViT-B/16", "k400_16_8", an HF hub id) is fetched and converted into the cache once; CLIP
-  becomes an X-CLIP of config.model.frames frames.
-  """
-  path = config.init_from.path
-  if not path:
-    return requested, None
-  path = zoo.resolve(path, frames=int(config.model.frames))
-  if pretrained.is_pretrained_dir(path):
-    source_config, params = pretrained.load_pretrained(path)
-  elif (storage.path(path) / "checkpoints").is_dir():
-    source_config, params = checkpointing.load_model_params(path)
-  else:
-    raise FileNotFoundError(f"config.init_from.path={str(path)!r} is neither a model name (python -m xclip_jax.zoo "
-                            f"list), a converted model directory (scripts/convert_checkpoint.py) nor a training "
-                            f"workdir with checkpoints/.")
-  different = {f: (getattr(source_config, f), getattr(requested, f)) for f in ARCHITECTURE_FIELDS
-               if getattr(source_config, f) != getattr(requested, f)}
-  if different:
-    detail = ", ".join(f"{f}: checkpoint {a} vs config {b}" for f, (a, b) in different.items())
-    raise ValueError(f"init_from {path} does not match config.model (variant {config.model.variant}, frames "
-                     f"{config.model.frames}): {detail}. Set config.model to the checkpoint's architecture.")
-  model_config = source_config.replace(**{f: getattr(requested, f) for f in RUNTIME_FIELDS + ABLATION_FIELDS})
-  shapes = parameter_shapes(model_config)
-  dropped = sorted("/".join(map(str, p)) for p in params if p not in shapes)
-  fresh = sorted("/".join(map(str, p)) for p in shapes if p not in params)
-  if dropped:
-    logging.info("init_from: %d checkpoint tensors unused by this model (ablations), e.g. %s", len(dropped),
-                 dropped[:3])
-  if fresh:
-    logging.info("init_from: %d parameters not in the checkpoint start from random init, e.g. %s", len(fresh),
-                 fresh[:3])
-  return model_config, {p: v for p, v in params.items() if p in shapes}
+  config: ml_collections.ConfigDict  # the config the run ran with (its data block follows init_from's model)
 
 
 class _PreemptionWatch:
@@ -129,29 +77,25 @@ def _write_run_config(config: ml_collections.ConfigDict, workdir: storage.epath.
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainResult:
   """Trains (or resumes) per config.train on config.data's train split; evaluates single-view as it goes."""
   workdir = storage.mkdir(workdir)
+  initial = run_model.initial_model(config)  # init_from's architecture; the data block follows it
+  config, model_config = initial.config, initial.model_config
   _write_run_config(config, workdir)
   mesh = sharding.make_mesh(config.mesh)
   sharding.log_mesh(mesh)
-  programs.check_run(config, model_config_from(config), mesh, jax.process_count())
+  programs.check_run(config, model_config, mesh, jax.process_count())
   data_cfg = config.data
   train_iterator = pipeline.make_train_iterator(data_cfg, split="train")
   class_names = list(train_iterator.source.class_names)
   batch_size = int(data_cfg.batch_size)
   steps_per_epoch = max(len(train_iterator.source) // batch_size, 1)
-  if int(config.train.total_steps) > 0:
-    total_steps = int(config.train.total_steps)
-    warmup_steps = int(round(total_steps * float(config.train.warmup_epochs) / max(float(config.train.epochs), 1)))
-  else:
-    total_steps = int(round(float(config.train.epochs) * steps_per_epoch))
-    warmup_steps = int(round(float(config.train.warmup_epochs) * steps_per_epoch))
+  total_steps, warmup_steps = optimizer.schedule_steps(config.train, steps_per_epoch)
   logging.info("%d training videos, %d classes, batch %d: %d steps/epoch, %d steps (%d warm-up)",
                len(train_iterator.source), len(class_names), batch_size, steps_per_epoch, total_steps, warmup_steps)
 
-  model_config, init_params = load_initial_params(config, model_config_from(config))
   tx, schedules = optimizer.make_optimizer(config.train, total_steps, warmup_steps)
   trainable = optimizer.trainable_filter(bool(config.train.train_text))
   state = train_state.create_train_state(model_config, tx, trainable, mesh, seed=int(config.train.seed),
-                                         init_params=init_params)
+                                         init_params=initial.params)
   train_state.log_state(state, trainable)
   checkpointer = checkpointing.Checkpointer(workdir / "checkpoints", max_to_keep=int(config.checkpoint.keep),
                                             asynchronous=bool(config.checkpoint.asynchronous))
@@ -192,7 +136,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
   with _PreemptionWatch() as watch, jax.set_mesh(mesh):
     while step < total_steps:
       batch = pipeline.global_batch(
-          {k: v for k, v in next(train_iterator).items() if k in ("video", "label", "color")}, mesh)
+          {k: v for k, v in next(train_iterator).items() if k in batches.TRAIN_DEVICE_KEYS}, mesh)
       state.state, step_metrics = train_step(state.state, batch, text_inputs, rng)
       step += 1
       reporter.update(step, step_metrics, {"bad_videos": train_iterator.bad_videos} if step % max(
@@ -222,4 +166,5 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
     logging.warning("Stopped at step %d of %d on SIGTERM; checkpoint saved, rerun the same command to resume.",
                     step, total_steps)
   return TrainResult(state=state, model_config=model_config, mesh=mesh, evaluator=evaluator, step=step,
-                     total_steps=total_steps, preempted=preempted, class_names=class_names)
+                     total_steps=total_steps, preempted=preempted, class_names=class_names,
+                     config=config)
