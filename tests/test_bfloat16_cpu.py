@@ -4,6 +4,7 @@ float32."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import jax
@@ -11,10 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import xclip_jax
+from tests import data_fixtures as F
 from tests import training_fixtures
-from xclip_jax import pretrained
-from xclip_jax.inference import normalize_frames
+from xclip_jax import predict, pretrained
 from xclip_jax.models import layers
 from xclip_jax.models.config import variant_config
 from xclip_jax.models.params import flat_params
@@ -47,18 +47,26 @@ def test_products_keep_the_compute_dtype_on_the_cpu(dtype):
   assert linear(x).dtype == jnp.dtype(dtype)
 
 
-def test_bfloat16_prediction_stays_close_to_float32(tmp_path):
+# bf16 keeps 8 bits of mantissa, and the logit scale (100) magnifies what that moves: on this tiny random model
+# predict's probabilities move by up to 0.0098 (2026-12-06); the B/32 figures are in
+# docs/performance.md#bfloat16-on-the-cpu.
+PROBABILITY_TOLERANCE = 0.03
+
+
+def test_predict_dtype_bfloat16_stays_close_to_float32(tmp_path, capsys):
   config = variant_config("tiny", frames=training_fixtures.FRAMES, **training_fixtures.TINY_MODEL)
   pretrained.save_pretrained(tmp_path / "model", config, flat_params(create_model(config, seed=0)))
   rng = np.random.default_rng(0)
-  videos = normalize_frames(rng.integers(0, 256, (4, config.num_frames, config.image_size, config.image_size, 3),
-                                         np.uint8))
+  videos = [F.write_video(str(tmp_path / f"{i}.mp4"), rng.integers(0, 256, (12, 48, 64, 3), np.uint8))
+            for i in range(2)]
   classes = ["archery", "juggling balls", "playing piano", "petting a cat", "surfing"]
-  logits = {}
+  probabilities = {}
   for dtype in ("float32", "bfloat16"):
-    model = xclip_jax.load_model(tmp_path / "model", dtype=dtype)
-    logits[dtype] = np.asarray(model(videos, xclip_jax.tokenize(classes)))
-  difference = np.abs(logits["bfloat16"] - logits["float32"])
-  spread = logits["float32"].max() - logits["float32"].min()
-  print(f"bf16 vs float32 logits: max |difference| {difference.max():.3g}, float32 spread {spread:.3g}")
-  assert 0 < difference.max() < 0.05 * spread
+    assert predict.main(["--checkpoint", str(tmp_path / "model"), "--video", *videos, "--labels", ",".join(classes),
+                         "--top", str(len(classes)), "--json", "--no-progress", "--dtype", dtype]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    probabilities[dtype] = np.array([[dict((t["label"], t["probability"]) for t in row["top"])[name]
+                                      for name in classes] for row in rows])
+  difference = np.abs(probabilities["bfloat16"] - probabilities["float32"])
+  print(f"bf16 vs float32 probabilities: max |difference| {difference.max():.3g}")
+  assert 0 < difference.max() < PROBABILITY_TOLERANCE  # bf16 really ran, and stayed close
