@@ -45,6 +45,16 @@ def test_products_keep_the_compute_dtype_on_the_cpu(dtype):
   hlo = jax.jit(lambda x: linear(x)).lower(x).compile().as_text()
   assert product_operand_types(hlo) == [[HLO_TYPE[dtype]] * 2]
   assert linear(x).dtype == jnp.dtype(dtype)
+  # Training: the input's and the kernel's gradient products too; the kernel's gradient stays float32.
+  loss = lambda kernel, x: jnp.sum(layers.matmul(x, kernel, linear.dtype).astype(jnp.float32) ** 2)
+  gradient = jax.jit(jax.grad(loss, argnums=(0, 1)))
+  x = jax.random.normal(jax.random.key(1), (2, 8, 64))
+  hlo = gradient.lower(linear.kernel[...], x).compile().as_text()
+  assert product_operand_types(hlo) == [[HLO_TYPE[dtype]] * 2] * 3
+  kernel_grad, x_grad = gradient(linear.kernel[...], x)
+  reference = jax.grad(lambda k, x: jnp.sum(layers.matmul(x, k, jnp.float32) ** 2), argnums=(0, 1))
+  for got, want in zip((kernel_grad, x_grad), reference(linear.kernel[...], x), strict=True):
+    assert got.dtype == jnp.float32 and float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want))) < 0.02
 
 
 # bf16 keeps 8 bits of mantissa, and the logit scale (100) magnifies what that moves: on this tiny random model
