@@ -54,7 +54,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scripts.benchmarking import protocol  # noqa: E402
-from xclip_jax import perf, storage  # noqa: E402
+from xclip_jax import cli, perf, storage  # noqa: E402
 from xclip_jax.models.config import variant_config  # noqa: E402
 from xclip_jax.tokenizer import tokenize  # noqa: E402
 
@@ -252,7 +252,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser(description=__doc__)
   parser.add_argument("--peer", default="hf", choices=("hf", "ours", "none"),
                       help="hf: transformers' XCLIPModel; ours: ours with --peer-xla-flags")
   parser.add_argument("--peer-xla-flags", default="", help="--peer ours: XLA flags added in the peer's process")

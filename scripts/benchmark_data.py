@@ -15,13 +15,12 @@ defaults: short side 256, 10 fps, JPEG quality 90) and prints, all from those sa
     resize + the same augmentation) and frame shards; the ratio frames / PyAV;
   * in total through grain (`make_train_iterator`, batches of 8) for each --workers count: clips per
     wall-second and per CPU-second of all its processes, frames against PyAV;
-  * vCPUs per chip each format needs to feed the chip rates given with --chip_rates.
+  * vCPUs per chip each format needs to feed the chip rates given with --chip-rates.
 Numbers depend on the machine: report them with its CPU count and load.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -29,6 +28,7 @@ import time
 
 import numpy as np
 
+from xclip_jax import cli
 from xclip_jax.data import (
   config,
   decode,
@@ -290,13 +290,13 @@ def pipeline_total(cfg, workers: int, seconds: float, batch: int) -> tuple[float
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.parser(description=__doc__)
   p.add_argument("--workdir", default="/tmp/xclip_bench")
   p.add_argument("--videos", type=int, default=8)
   p.add_argument("--seconds", type=float, default=6.0, help="CPU-seconds timed per per-worker row")
   p.add_argument("--workers", default="1,2", help="grain worker counts for the totals (e.g. 1,2,16,64 on a TPU host)")
   p.add_argument("--frames", default="8,16", help="clip lengths T")
-  p.add_argument("--chip_rates", default="B/32-8:400,B/16-8:100,B/16-16:50",
+  p.add_argument("--chip-rates", default="B/32-8:400,B/16-8:100,B/16-16:50",
                  help="model-T:clips per second per chip to feed (for the vCPUs-per-chip table)")
   p.add_argument("--content", choices=sorted(CONTENT), default="natural",
                  help="natural: 1/f-textured scene, moving objects, noise (realistic sizes); texture: the README's "

@@ -19,7 +19,6 @@ on a shared machine. Report the load average printed with it.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -30,6 +29,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from xclip_jax import cli
 
 
 def make_export(variant: str, frames: int, classes: int, workdir: pathlib.Path) -> pathlib.Path:
@@ -75,7 +76,7 @@ def timed(fn, video, repeats: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser("python scripts/benchmark_export.py", __doc__)
   parser.add_argument("--variant", default="B/32", help="model variant to create (default B/32)")
   parser.add_argument("--frames", type=int, default=8, help="frames per clip of the created model (default 8)")
   parser.add_argument("--classes", type=int, default=16, help="labels baked into the classifier (default 16)")
@@ -147,4 +148,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="benchmark_export.py")

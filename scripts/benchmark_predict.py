@@ -13,7 +13,6 @@ would be 1 / (1/decode + 1/device) (printed as "serial"). Numbers depend on the 
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import importlib.util
 import os
@@ -21,6 +20,8 @@ import sys
 import time
 
 import numpy as np
+
+from xclip_jax import cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,7 +34,7 @@ def _make_videos(workdir: str, n: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser(description=__doc__)
   parser.add_argument("--variant", default="tiny")
   parser.add_argument("--videos", type=int, default=24)
   parser.add_argument("--batch-size", type=int, default=8)

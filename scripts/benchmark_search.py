@@ -21,7 +21,6 @@ Every figure depends on the machine and its load; the script prints them with th
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import sys
@@ -29,6 +28,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from xclip_jax import cli
 
 DIM = 512
 CENTRES = 1000
@@ -295,7 +296,7 @@ def indexing(checkpoint: str | None, seconds: int, variant: str | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser("python scripts/benchmark_search.py", __doc__)
   parser.add_argument("--parts", default="exact,approximate,indexing", help="comma-separated parts to run")
   parser.add_argument("--windows", type=int, default=1_000_000, help="windows for exact search (default 1M)")
   parser.add_argument("--approximate-windows", type=int, default=10_000_000, help="windows for IVF-PQ (default 10M)")
@@ -324,4 +325,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="benchmark_search.py")

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from xclip_jax import cli
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LAYOUTS = ("per-layer", "scan")
 PHASES = ("create", "lower", "compile")
@@ -85,7 +87,7 @@ def seconds_range(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser(description=__doc__)
   parser.add_argument("--variant", default="B/16,L/14", help="comma-separated variants")
   parser.add_argument("--frames", type=int, default=8)
   parser.add_argument("--batch", type=int, default=4)

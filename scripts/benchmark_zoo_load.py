@@ -11,7 +11,6 @@ the machine and its load: report them with both.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -21,6 +20,8 @@ import sys
 import tempfile
 
 import numpy as np
+
+from xclip_jax import cli
 
 REPO = "benchmark/xclip-random"
 COMMIT = "0" * 40
@@ -68,7 +69,7 @@ def timed_load(env: dict[str, str]) -> dict:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser(description=__doc__)
   parser.add_argument("--variant", default="B/16")
   parser.add_argument("--frames", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=3, help="cached loads to time")

@@ -1,7 +1,7 @@
 """Packs a label list of videos into ArrayRecord shards for fast, seekable, multi-host reading.
 
     python scripts/build_arrayrecord.py --list train.txt --root /data/k400 --classes kinetics_400 \
-        --out /data/k400_ar/train --prefix train --num_shards 64 [--overwrite] [--allow_missing]
+        --out /data/k400_ar/train --prefix train --num-shards 64 [--overwrite] [--allow-missing]
 
 Each record is one video file's bytes unchanged (no re-encoding) with its label, list index and relative
 path (layout: xclip_jax/data/sources.py). Shards are `<out>/<prefix>-NNNNN-of-MMMMM.array_record`, records
@@ -14,18 +14,17 @@ Writes to a temporary folder and renames it into place; refuses to touch an exis
 --overwrite. --list, --root and --out may be gs:// URLs: array_record's writer only writes local files, so
 the shards are written to a local temporary folder and uploaded (the manifest last); training reads them
 from the bucket directly (docs/cloud.md). A missing video stops the build with the list of missing paths
-(with --allow_missing they are skipped, listed in `<prefix>_missing.txt` and in the manifest, never silently).
+(with --allow-missing they are skipped, listed in `<prefix>_missing.txt` and in the manifest, never silently).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 
-from xclip_jax import storage
+from xclip_jax import cli, storage
 from xclip_jax.data import labels, sources
 
 
@@ -46,13 +45,13 @@ def build(list_path: str, root: str, class_csv: str, out: str, *, prefix: str = 
   names = labels.read_class_names(class_csv)
   records = labels.read_label_list(list_path, root, num_classes=len(names))
   if num_shards < 1:
-    raise ValueError(f"--num_shards must be >= 1, got {num_shards}")
+    raise ValueError(f"--num-shards must be >= 1, got {num_shards}")
   missing = [r for r in records if not storage.path(r.path).is_file()]
   if missing and not allow_missing:
     shown = "\n  ".join(r.path for r in missing[:20])
     more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
     raise FileNotFoundError(f"{len(missing)} of {len(records)} videos in {list_path} are missing:\n  {shown}{more}\n"
-                            "(pass --allow_missing to skip and list them)")
+                            "(pass --allow-missing to skip and list them)")
   absent = {r.index for r in missing}
   present = [r for r in records if r.index not in absent]
   if len(present) < num_shards:
@@ -89,15 +88,15 @@ def build(list_path: str, root: str, class_csv: str, out: str, *, prefix: str = 
 
 
 def main(argv: list[str] | None = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.parser(description=__doc__)
   p.add_argument("--list", required=True, help="label list: '<relative path> <label id>' per line")
   p.add_argument("--root", default="", help="folder the list's paths are relative to")
   p.add_argument("--classes", required=True, help="class CSV (id,name) or a shipped list name, e.g. kinetics_400")
   p.add_argument("--out", required=True, help="output folder for the shards")
   p.add_argument("--prefix", default="train", help="shard file prefix, e.g. train / val")
-  p.add_argument("--num_shards", type=int, default=16)
+  p.add_argument("--num-shards", type=int, default=16)
   p.add_argument("--overwrite", action="store_true")
-  p.add_argument("--allow_missing", action="store_true")
+  p.add_argument("--allow-missing", action="store_true")
   a = p.parse_args(argv)
   try:
     m = build(a.list, a.root, a.classes, a.out, prefix=a.prefix, num_shards=a.num_shards, overwrite=a.overwrite,
@@ -112,4 +111,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="build_arrayrecord.py", interrupted="nothing was written (the shards appear only once all are "
+                                                           "complete); run the same command again")

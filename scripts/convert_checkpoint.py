@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xclip_jax import cli
 from xclip_jax.conversion import SOURCES, TARGETS, ConversionError, export_checkpoint, import_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser(description=__doc__)
   parser.add_argument("--source", required=True, choices=SOURCES,
                       help="openai: CLIP .pt (TorchScript) or state dict; xclip: official .pth; "
                            "hf: XCLIPModel directory; jax: a directory written by this script.")

@@ -12,13 +12,14 @@ A seed whose workdir already holds results.json is not rerun (delete the folder 
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import statistics
 import subprocess
 import sys
 import time
+
+from xclip_jax import cli
 
 FIGURES = (("supervised", "supervised top-1 (4 views)"), ("zero_shot", "zero-shot top-1"),
            ("few_shot", "few-shot top-1"))
@@ -59,7 +60,7 @@ def table(seed: int, results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser(description=__doc__)
   parser.add_argument("--seeds", type=int, default=3, help="run seeds 0..N-1")
   parser.add_argument("--workdir", default="runs/demo_seeds", help="one subfolder per seed")
   parser.add_argument("--config", default="configs/demo.py",

@@ -8,13 +8,12 @@ Compiles on CPU from abstract parameters (nothing is allocated or run): ~5-10 s 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # only compiles; the count is what is wanted, not a device
-from xclip_jax import perf
+from xclip_jax import cli, perf
 from xclip_jax.models.config import VARIANTS, variant_config
 
 ROWS = [("B/32", 8), ("B/32", 16), ("B/16", 8), ("B/16", 16), ("B/16", 32), ("L/14", 8), ("L/14", 16),
@@ -48,7 +47,7 @@ def flops_rows(with_xla: bool, compile: bool) -> list[dict[str, object]]:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser(description=__doc__)
   parser.add_argument("--no-xla", action="store_true", help="skip the XLA cross-check (instant)")
   parser.add_argument("--lowered", action="store_true", help="analyse the lowered HLO instead of compiling")
   parser.add_argument("--breakdown", action="append", default=[], metavar="VARIANT",

@@ -10,14 +10,15 @@ and prints a Markdown table of top-1 (%) with the number of videos.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
+from xclip_jax import cli
+
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser("python scripts/frame_count_table.py", __doc__)
   parser.add_argument("--checkpoint", required=True, help="anything xclip_jax.load_model loads")
   parser.add_argument("--data", required=True, help="folder with classes.csv and val.txt (paths relative to "
                                                     "its parent)")
@@ -65,4 +66,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="frame_count_table.py")

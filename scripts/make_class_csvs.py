@@ -15,14 +15,13 @@ Sources:
       --videox VideoX   (reads X-CLIP/labels/kinetics_600_labels.csv)
 
 Usage:
-  python scripts/make_class_csvs.py --gluoncv_wheel /tmp/pkgs/gluoncv-0.10.5.post0-py2.py3-none-any.whl \
+  python scripts/make_class_csvs.py --gluoncv-wheel /tmp/pkgs/gluoncv-0.10.5.post0-py2.py3-none-any.whl \
       --videox /path/to/VideoX [--out xclip_jax/data/classes] [--check]
 With --check the four generated lists are compared with X-CLIP's official CSVs (needs --videox).
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import hashlib
@@ -33,6 +32,7 @@ import zipfile
 
 import tensorflow_datasets
 
+from xclip_jax import cli
 from xclip_jax.data import labels
 
 GLUONCV_FILES = {
@@ -104,8 +104,8 @@ def write_csv(names: list[str], path: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--gluoncv_wheel", required=True, help="gluoncv-0.10.5.post0-py2.py3-none-any.whl")
+  parser = cli.parser(description=__doc__)
+  parser.add_argument("--gluoncv-wheel", required=True, help="gluoncv-0.10.5.post0-py2.py3-none-any.whl")
   parser.add_argument("--videox", required=True, help="checkout of microsoft/VideoX (for Kinetics-600)")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "xclip_jax", "data", "classes"))
   parser.add_argument("--check", action="store_true", help="compare every list with X-CLIP's official CSVs")

@@ -14,7 +14,6 @@ the compiler's or the roofline's estimate, not a measurement.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ import time
 
 from etils import epath
 
+from xclip_jax import cli
 from xclip_jax.planning import topologies
 
 GIB = 1024**3
@@ -72,7 +72,7 @@ def row(variant: str, topology: str, plan: dict | None) -> str:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = cli.parser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--variants", default="B/32-8,B/16-8,L/14-8,L/14@336-16", help="variant-frames, comma separated")
   parser.add_argument("--topologies", default="v5e-8,v4-8,v5p-8,v6e-8", help="Cloud TPU slices, comma separated")
   parser.add_argument("--output-dir", default="runs/plan_table", help="JSON and log per cell (resumable)")

@@ -12,7 +12,6 @@ chrome://tracing). On CPU, `--cpus 0` pins the process to one core for steadier 
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import pathlib
@@ -24,6 +23,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scripts import benchmark  # noqa: E402
+from xclip_jax import cli  # noqa: E402
 
 
 def _events(plane):
@@ -112,7 +112,7 @@ def profile_peer(runner, steps: int, trace_dir: str, top: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser(description=__doc__)
   parser.add_argument("--framework", default="ours", choices=("ours", "hf"))
   parser.add_argument("--row", default="train", choices=("train", "infer"))
   parser.add_argument("--steps", type=int, default=3, help="steps traced (after the warm-up)")

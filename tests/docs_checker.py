@@ -110,7 +110,9 @@ def check_command(repo: pathlib.Path, command: Command) -> list[str]:
     if "." in name and root in help_.config_flags:
       overrides.append((root, flag))
     elif name not in help_.options:
-      problems.append(f"unknown flag {name} for {shown}")
+      hyphenated = name.replace("_", "-")
+      spelled = f" (spelled {hyphenated}: docs/layout.md#command-lines)" if hyphenated in help_.options else ""
+      problems.append(f"unknown flag {name} for {shown}{spelled}")
     elif name[2:] in help_.config_flags:
       config_files[name[2:]] = value if has_value else (words[index + 1] if index + 1 < len(words) else "")
   for root, config_file in config_files.items():

@@ -3,8 +3,10 @@
 A line ending in `\\` continues on the next; `#` starts a comment; `|`, `&&`, `||`, `;` and `&` separate commands;
 leading `VAR=value`, `time`, `env` ... are skipped. Ours are `python -m xclip_jax.<module>` and
 `python scripts/<name>.py`. Each is run once with `--help` (and with its sub-command, e.g.
-`python -m xclip_jax.zoo download --help`) in a subprocess that records the flags its real argparse parsers and
-absl FLAGS define, so flags are checked against their definitions rather than against help text.
+`python -m xclip_jax.zoo download --help`) in a subprocess that records the flags its real argparse parsers (and
+absl FLAGS, for a command that still uses them) define, so flags are checked against their definitions rather than
+against help text. A `--config` flag of `xclip_jax.cli.add_config` is recorded as one that takes a config file
+and its `--config.a.b=v` overrides.
 """
 
 from __future__ import annotations
@@ -132,8 +134,9 @@ def counting(self, args=None, namespace=None):
 def recording(self, args=None, namespace=None):
   subcommands = [c for a in self._actions if isinstance(a, argparse._SubParsersAction) for c in a.choices]
   forwards = depth[0] == 0 and not parsers
+  config = [s[2:] for a in self._actions if getattr(a, "config_file", False) for s in a.option_strings]
   parsers.append({"options": [s for a in self._actions for s in a.option_strings], "subcommands": subcommands,
-                  "forwards": forwards})
+                  "forwards": forwards, "config_flags": config})
   words = list(sys.argv[1:] if args is None else args)
   if forwards and forward == "1" and "--help" in words:
     namespace, rest = parse_known_args(self, [w for w in words if w not in ("-h", "--help")], namespace)
@@ -214,9 +217,10 @@ def run_help(repo: pathlib.Path, target: Target, subcommands: tuple[str, ...] = 
   if parsers and parsers[0]["forwards"]:  # the flags of the parser the rest goes to
     forwarded, _ = _run_driver(repo, target, (*subcommands, "--help"), forward=True)
     options |= {o for p in forwarded["parsers"] for o in p["options"]}
+  config_flags = {*recorded["config_flags"], *(f for p in parsers for f in p.get("config_flags", []))}
   result = Help(code=recorded["code"], output=output, options=frozenset(options),
                 subcommands=frozenset(parsers[-1]["subcommands"]) if parsers else frozenset(),
-                config_flags=frozenset(recorded["config_flags"]), uses_absl=bool(recorded["absl"]))
+                config_flags=frozenset(config_flags), uses_absl=bool(recorded["absl"]))
   _HELP_CACHE[key] = result
   return result
 

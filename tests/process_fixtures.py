@@ -1,13 +1,18 @@
-"""Processes as tests see them: children and whether they still run, through Linux's /proc (worker-lifetime
-tests), and `LoggedProcess`, a command in its own process group that tests signal at a given line of its log."""
+"""Processes as tests meet them: children and whether they still run, through Linux's /proc (worker-lifetime
+tests), and `LoggedProcess`, a command started like a terminal's job (its own process group, one log) that tests
+signal at a given line of its log."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pathlib
 import re
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def processes() -> dict[int, tuple[int, str, str]]:
@@ -39,21 +44,49 @@ def alive(pids) -> list[int]:
   return [p for p in pids if p in table and table[p][1] != "Z"]
 
 
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+  """A terminal's job takes Ctrl-C, whatever its starter ignores: a shell ignores SIGINT in its background jobs
+  (a test run started with `nohup ... &`), and a child inherits an ignored signal, but not a handler (exec resets
+  it to the default). So while a child starts, the tests' process handles SIGINT instead of ignoring it."""
+  ignored = (threading.current_thread() is threading.main_thread()
+             and signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+  if ignored:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    yield
+  finally:
+    if ignored:
+      signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LoggedProcess:
   """A command run in its own session (so in its own process group, as a terminal runs a job), its stdout and
-  stderr in one log file: tests wait for a line of it, then signal the whole group as a terminal (SIGINT), a
-  scheduler (SIGTERM) or a lost machine (SIGKILL) would."""
+  stderr in one log file: tests wait for a line of it, then signal the whole group as a terminal (SIGINT: Ctrl-C
+  reaches the command and every worker it started), a scheduler (SIGTERM) or a lost machine (SIGKILL) would.
+  As a context manager: on leaving, a group still running is killed and the log closed."""
 
-  def __init__(self, command: list[str], log_path: os.PathLike, *, env: dict[str, str], cwd: os.PathLike):
-    self.log_path = log_path
-    self._log = open(log_path, "w")  # noqa: SIM115 (closed in `wait`)
-    self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+  def __init__(self, command: list[str], log_path: str | os.PathLike, *, env: dict[str, str],
+               cwd: str | os.PathLike):
+    self.log_path = pathlib.Path(log_path)
+    self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in `wait` or on leaving the context)
+    with _sigint_not_ignored():
+      self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+    self.pid = self.process.pid
+
+  def __enter__(self) -> LoggedProcess:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self.process.poll() is None:
+      self.signal_group(signal.SIGKILL)
+      self.process.wait()
+    self._log.close()
 
   @property
   def text(self) -> str:
-    with open(self.log_path, encoding="utf-8", errors="replace") as f:
-      return f.read()
+    return self.log_path.read_text(encoding="utf-8", errors="replace")
 
   def wait_for(self, condition: str | Callable[[], bool], timeout: float = 600, poll: float = 0.005) -> bool:
     """Waits until the log matches `condition` (a regular expression) or `condition()` holds: True; False if the

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from xclip_jax import demo, protocols
+from xclip_jax import demo, protocols, run_config
 from xclip_jax.data import config as data_config
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.models.xclip import create_model
@@ -46,6 +46,7 @@ def test_config_builds(name, arg):
   model = run_model.model_config_from(config)
   assert isinstance(model, ModelConfig)
   assert config.protocol in protocols.PROTOCOLS
+  assert tuple(protocols.PROTOCOLS) == run_config.PROTOCOLS  # every protocol a config may name has its runner
   assert model.num_frames == config.data.num_frames
   if "@336" in arg:
     assert config.data.input_size == 336 and model.image_size == 336 and config.model.remat

@@ -208,7 +208,7 @@ def test_arrayrecord_round_trip(syn_dir, tmp_path):
   out = str(tmp_path / "ar")
   cmd = [sys.executable, os.path.join(REPO, "scripts", "build_arrayrecord.py"), "--list",
          os.path.join(syn_dir, "supervised", "val.txt"), "--root", syn_dir, "--classes",
-         os.path.join(syn_dir, "supervised", "classes.csv"), "--out", out, "--prefix", "val", "--num_shards", "3"]
+         os.path.join(syn_dir, "supervised", "classes.csv"), "--out", out, "--prefix", "val", "--num-shards", "3"]
   done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
   assert done.returncode == 0, done.stderr
   again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -254,3 +254,22 @@ def test_tfds_mock_ucf101_through_grain(tmp_path):
     assert reordered._remap.tolist() == list(range(100, -1, -1))
     raw, mapped = sources.TfdsSource("ucf101/ucf101_1_256", "train"), reordered
     assert [mapped[i].label for i in range(6)] == [100 - raw[i].label for i in range(6)]
+
+
+def test_a_shrunk_pass_spreads_over_the_classes():
+  """The first video of every class (in list order), then the second of every class, ...: the same each time;
+  evenly spaced where the labels would mean reading the videos (ArrayRecord)."""
+  records = [labels.VideoRecord(f"v{i}.mp4", label, i) for i, label in enumerate([0, 0, 0, 1, 1, 2, 2, 2, 2])]
+  source = sources.FileSource(records, ["a", "b", "c"])
+
+  def chosen(count: int) -> list[str]:
+    spread = video_source.spread_over_classes(source, count)
+    return [spread.name(i) for i in range(len(spread))]
+
+  assert chosen(3) == ["v0.mp4", "v3.mp4", "v5.mp4"]
+  assert chosen(5) == ["v0.mp4", "v1.mp4", "v3.mp4", "v4.mp4", "v5.mp4"]
+  assert chosen(2) == ["v0.mp4", "v3.mp4"]
+  assert video_source.spread_over_classes(source, -1) is source
+  assert video_source.spread_over_classes(source, 9) is source
+  source.labels_read_videos = True
+  assert chosen(3) == ["v0.mp4", "v4.mp4", "v8.mp4"]

@@ -203,7 +203,7 @@ def test_a_killed_build_continues_where_it_stopped(tmp_path):
       F.write_index_video(str(root / f"class_{c}" / f"v{k}.mp4"), 240, 96, 128, fps=30)
   out = tmp_path / "out"
   env = training_fixtures.subprocess_env()
-  first = subprocess.Popen(_build_command(root, out, "--videos_per_shard", "1", "--workers", "2"), env=env,
+  first = subprocess.Popen(_build_command(root, out, "--videos-per-shard", "1", "--workers", "2"), env=env,
                            cwd=training_fixtures.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   partial = tmp_path / "out.partial"
   deadline = time.monotonic() + 120
@@ -225,7 +225,7 @@ def test_a_killed_build_continues_where_it_stopped(tmp_path):
     part = json.loads((partial / f"{name}.json").read_text())
     reader = array_record_module.ArrayRecordReader(str(partial / name))
     assert reader.num_records() == part["records"] and len(reader.read(list(range(part["records"])))) == 80
-  second = subprocess.run(_build_command(root, out, "--videos_per_shard", "1", "--workers", "2"), env=env,
+  second = subprocess.run(_build_command(root, out, "--videos-per-shard", "1", "--workers", "2"), env=env,
                           cwd=training_fixtures.REPO, capture_output=True, text=True, timeout=300)
   assert second.returncode == 0, second.stderr[-3000:]
   assert f"{len(finished)} of 8 shards already done" in second.stderr

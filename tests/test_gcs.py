@@ -307,8 +307,8 @@ def test_two_processes_train_from_arrayrecord_shards_in_the_bucket_into_one_buck
   processes, logs = [], [tmp_path / f"process_{index}.log" for index in range(2)]
   started = time.perf_counter()
   for index in range(2):  # output to files: a full pipe would stall one process and, through it, both
-    command = training_fixtures.main_command(config_file, workdir, f"--coordinator_address=localhost:{port}",
-                                             "--num_processes=2", f"--process_id={index}")
+    command = training_fixtures.main_command(config_file, workdir, f"--coordinator-address=localhost:{port}",
+                                             "--num-processes=2", f"--process-id={index}")
     with open(logs[index], "w") as log:
       processes.append(subprocess.Popen(command, cwd=training_fixtures.REPO, env=_env(gcs, 4), stdout=log,
                                         stderr=subprocess.STDOUT))

@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from tests import training_fixtures
 from xclip_jax import sharding
+from xclip_jax.data import synthetic
 from xclip_jax.planning import batch_search, compiled, hlo_collectives, planner, report, topologies
 from xclip_jax.training import programs, run_model, trainer
 
@@ -308,3 +309,20 @@ def test_compiled_report_reads_the_tpu_compilers_refusal():
   assert required == int(20.86 * report.GIB) and available == int(15.75 * report.GIB)
   assert compiled.parse_refusal("XLA:TPU compile permanent error. Used 17.5G of 15.75G hbm.") == (
       int(17.5 * report.GIB), int(15.75 * report.GIB))
+
+
+def test_plan_of_the_demo_needs_no_data_and_measures_its_own_input(tmp_path):
+  """A fresh clone: no runs/demo/data. The classes come from the config (the synthetic task's), and the input
+  budget is measured for this run's input (32 px frame shards, 8 frames, its augmentation), not the MP4 rate."""
+  result = subprocess.run(
+      [training_fixtures.sys.executable, "-m", "xclip_jax.plan", "--config", "configs/demo.py", "--topology", "v5e-4",
+       "--programs", "train", "--cache-dir", str(tmp_path / "cache"), "--config.data.synthetic_dir",
+       str(tmp_path / "no_data_here")], capture_output=True, text=True, env=training_fixtures.subprocess_env(),
+      timeout=900, cwd=training_fixtures.REPO)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert not (tmp_path / "no_data_here").exists()
+  assert f"{len(synthetic.tasks()['supervised'])} classes" in result.stdout
+  [line] = [line for line in result.stdout.splitlines() if line.startswith("Input:")]
+  assert ("clips per CPU-second per worker (measured on this machine" in line and "frame shards (32 px stored), 8 "
+          "frames a clip at 32 px, colour jitter on the host" in line), line
+  assert "enough" in line and "NOT enough" not in line, line

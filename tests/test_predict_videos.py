@@ -146,7 +146,8 @@ def test_cli_never_loses_an_existing_output(world, tmp_path, capsys, monkeypatch
   assert predict.main(["--checkpoint", str(world["model_dir"]), "--video", world["good"][0], "--labels", "a",
                        "--out", str(tmp_path / "p.xlsx")]) == 1
   assert "cannot tell the output format" in capsys.readouterr().err
-  # Interrupted after some rows were written: the old file stays whole, no temporary file is left behind.
+  # Stopped at once (a KeyboardInterrupt: Ctrl-C twice) after some rows: the old file stays whole, no temporary
+  # file is left behind.
   real = video_files.iter_classify_videos
 
   def interrupted(*args, **kwargs):
@@ -156,8 +157,8 @@ def test_cli_never_loses_an_existing_output(world, tmp_path, capsys, monkeypatch
       yield prediction
 
   monkeypatch.setattr(video_files, "iter_classify_videos", interrupted)
-  with pytest.raises(KeyboardInterrupt):
-    predict.main(["--checkpoint", str(world["model_dir"]), "--video", str(world["videos"]), *base])
+  assert predict.main(["--checkpoint", str(world["model_dir"]), "--video", str(world["videos"]), *base]) == 130
+  assert f"predict: stopped by Ctrl-C; {out} was not written" in capsys.readouterr().err
   assert out.read_text() == "earlier results\n" and sorted(os.listdir(tmp_path)) == ["predictions.csv"]
 
 

@@ -274,6 +274,32 @@ def test_fine_tune_through_main_writes_the_report_and_predict_reads_the_result(f
   assert np.abs(readable - as_written).max() > 1e-3
 
 
+def test_a_shrunk_evaluation_spreads_over_the_classes_and_says_what_it_left_out(finetuned, tmp_path):
+  """eval.max_batches shrinks the final evaluation to 2 of the 9 test videos: they come from two classes (the
+  first video of each), not from the first class only; the console, results.json and the split report say 2 of
+  9 videos in 2 of 4 classes, and the two classes without a video are "not evaluated", never 0%."""
+  workdir = tmp_path / "run"  # a copy: the module's other tests read the fine-tuning's own results
+  shutil.copytree(finetuned["workdir"], workdir)
+  run = training_fixtures.run_main(f"configs/finetune.py:variant=tiny,frames={FRAMES},shrink=true",
+                                   workdir, f"--config.data.root={finetuned['root']}",
+                                   "--config.data.num_workers=0", "--config.mode=evaluate",
+                                   "--config.eval.max_batches=1", "--config.data.eval_batch_size=2")
+  assert run.returncode == 0, run.stderr[-3000:]
+  [line] = [line for line in run.stdout.splitlines() if "top-1" in line and "weakest" in line]
+  assert "2 of 9 videos in 2 of 4 classes, 1x1 views" in line, line
+  assert "not evaluated (no video in this evaluation): 'square moving left', 'triangle moving up'" in line, line
+  assert "weakest class 'square moving left'" not in line and "weakest class 'triangle moving up'" not in line
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["final"]["videos"] == 2 and results["final"]["videos_in_split"] == 9
+  assert results["final"]["classes_evaluated"] == 2
+  report = results["report"]
+  assert report["classes_not_evaluated"] == ["square moving left", "triangle moving up"]
+  assert report["per_class_accuracy"][2:] == [None, None]
+  with open(workdir / "report" / "predictions.csv", newline="") as f:
+    truth = [row["true_label"] for row in csv.DictReader(f)]
+  assert truth == ["circle growing", "cross shrinking"]
+
+
 def test_a_fine_tune_starts_from_a_training_workdir_without_model_flags(finetuned, videos, tmp_path, caplog):
   """configs/finetune.py for B/16 at 8 frames and 224 px, started from the tiny 4-frame 32 px workdir: the
   architecture is the workdir's, the data follow it, and the run's log says which architecture it took."""

@@ -82,6 +82,37 @@ def subprocess_env(devices: int = 1) -> dict[str, str]:
   return env
 
 
+def user_env() -> dict[str, str]:
+  """The environment of a user's shell: none of the settings tests/conftest.py and subprocess_env add to keep
+  libtpu, TensorFlow and JAX quiet or on the CPU."""
+  env = subprocess_env()
+  for key in ("JAX_PLATFORMS", "TPU_SKIP_MDS_QUERY", "ALLOW_MULTIPLE_LIBTPU_LOAD", "TF_CPP_MIN_LOG_LEVEL",
+              "XLA_FLAGS"):
+    env.pop(key, None)
+  return env
+
+
+def terminal_env() -> dict[str, str]:
+  """A user's environment (with the tests' compilation cache) for commands stopped as a terminal stops them,
+  unless an accelerator would then be used (the tests run on the CPU)."""
+  from xclip_jax import cli
+
+  env = user_env() if cli.cpu_unless_accelerator({}) else subprocess_env()
+  env["JAX_COMPILATION_CACHE_DIR"] = subprocess_env()["JAX_COMPILATION_CACHE_DIR"]
+  return env
+
+
+# What a command stopped cleanly must never print: tracebacks, leaked shared memory, libtpu's noise on a CPU
+# run, Orbax's warning about the data-iterator item.
+NOISE = ("Traceback", "leaked shared_memory", "Exception ignored", "jellyfish", "unexpected worker hostname",
+         "Failed to find host bounds", "could not be restored")
+
+
+def assert_quiet(log: str) -> None:
+  found = [line for line in log.splitlines() if any(noise in line for noise in NOISE)]
+  assert not found, "\n".join(found)
+
+
 def run_main(config_file: pathlib.Path, workdir: pathlib.Path, *extra: str, devices: int = 1,
              timeout: int = 600) -> subprocess.CompletedProcess:
   return subprocess.run(main_command(config_file, workdir, *extra), cwd=REPO, env=subprocess_env(devices),

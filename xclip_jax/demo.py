@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from xclip_jax import storage
+from xclip_jax import run_config, storage
 from xclip_jax.data import synthetic
 from xclip_jax.evaluation import report as report_lib
 from xclip_jax.evaluation import results as results_lib
@@ -121,8 +121,8 @@ def _synthetic_data(config: ml_collections.ConfigDict) -> None:
   different = {k: (v, wanted[k]) for k, v in found.items() if k in wanted and v != wanted[k]}
   if different:
     detail = ", ".join(f"{k}: {a!r} there vs {b!r} in config.demo.synthetic" for k, (a, b) in different.items())
-    raise ValueError(f"{manifest_path} was generated with other settings ({detail}); point "
-                     f"--config.data.synthetic_dir to another folder or delete this one.")
+    raise run_config.ConfigError(f"{manifest_path} was generated with other settings ({detail}); point "
+                                 f"--config.data.synthetic_dir to another folder or delete this one.")
 
 
 def _examples(evaluator: Evaluator, state: Any, data_cfg: ml_collections.ConfigDict, section: str, count: int,

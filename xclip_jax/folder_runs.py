@@ -29,6 +29,7 @@ from xclip_jax import sharding, storage
 from xclip_jax.data import folders, labels
 from xclip_jax.evaluation import split_report
 from xclip_jax.evaluation.evaluator import EvalResult, Evaluator
+from xclip_jax.run_config import ConfigError
 
 
 @dataclasses.dataclass
@@ -120,11 +121,11 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike
             ) -> tuple[ml_collections.ConfigDict, FolderRun]:
   """Checks data.root for this run and returns the config to run with (see the module docstring)."""
   if config.protocol not in ("supervised", "few_shot"):
-    raise ValueError(f"config.protocol={config.protocol!r} does not read folders: with data.source='folders' run "
-                     f"the supervised or few_shot protocol (configs/finetune.py); --config.mode=evaluate evaluates "
-                     f"a model zero-shot")
+    raise ConfigError(f"config.protocol={config.protocol!r} does not read folders: with data.source='folders' run "
+                      f"the supervised or few_shot protocol (configs/finetune.py); --config.mode=evaluate evaluates "
+                      f"a model zero-shot")
   if config.eval.split not in ("", "val", "test"):
-    raise ValueError(f"config.eval.split must be '', 'val' or 'test', got {config.eval.split!r}")
+    raise ConfigError(f"config.eval.split must be '', 'val' or 'test', got {config.eval.split!r}")
   config = config.copy_and_resolve_references()
   workdir = storage.path(workdir)
   layout = folders.layout_from_config(config.data)

@@ -163,7 +163,9 @@ def read_workdir(workdir: str | os.PathLike, step: int | None = None
     if step is None:
       raise FileNotFoundError(f"{directory} holds no checkpoint.")
     host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-    saved = manager.item_metadata(step)[STATE]
+    # The state's own metadata: the manager's item_metadata would also look at the data-iterator item, which this
+    # reader has no handler for (grain's), and warn twice that it "could not be restored".
+    saved = ocp.StandardCheckpointHandler().metadata(storage.absolute(directory) / str(step) / STATE)
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=host), saved,
                           is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
     restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(target),

@@ -1,32 +1,39 @@
 r"""Open-set video recognition: classify video files against any class names.
 
-  python -m xclip_jax.predict --checkpoint runs/demo/supervised --video a.mp4 clips/ list.txt \
-      --labels-file classes.csv --out predictions.csv
-  python -m xclip_jax.predict --checkpoint ckpt/xclip_b16_32f_zero --video cat.mp4 \
+  python -m xclip_jax.predict --checkpoint microsoft/xclip-base-patch16-zero-shot --video cat.mp4 \
       --labels "playing piano,petting a cat,juggling balls"
+  python -m xclip_jax.predict --checkpoint k400_16_8 --video a.mp4 clips/ list.txt \
+      --labels-file classes.csv --out predictions.csv
+  python -m xclip_jax.predict --checkpoint runs/demo/supervised --video clip.mp4 --labels-file classes.csv
 
+--checkpoint is a model name (`python -m xclip_jax.zoo list` shows them; fetched and converted into the cache
+the first time) or anything else `xclip_jax.load_model` loads: a training workdir (its latest checkpoint, as
+the third line), a converted model directory, an HF XCLIP directory, a .pth file.
 --video takes files, folders (searched recursively for video files) and list files (.txt: one path per
-line, or official `<path> <label id>` lines; relative to the list's folder or --root). --checkpoint is
-anything `xclip_jax.load_model` loads (a converted model directory, a training workdir, an HF XCLIP
-directory, ...). Frames are sampled and cropped as the official test pipeline, by the view builder main's
-evaluation uses (`xclip_jax.data.views`; --multiview-sampling as data.multiview_sampling); probabilities are
-averaged over the clips x crops views. Videos are decoded ahead on host threads and classified in batches on the
-device. A file that cannot be read gets its error in its row (and on stderr) while the others are
-classified; the exit code is then 1. With --out, rows go to a CSV or JSON-lines file (by its extension or
---format), written to a temporary file and renamed (or uploaded) at the end; without it, a table is printed.
-Every path (--checkpoint, --video, --labels-file, --out) may be a gs:// URL (docs/cloud.md).
+line, or official `<path> <label id>` lines; relative to the list's folder or --root). Frames are sampled and
+cropped as the official test pipeline, by the view builder main's evaluation uses (`xclip_jax.data.views`;
+--multiview-sampling as data.multiview_sampling); probabilities are averaged over the clips x crops views.
+Videos are decoded ahead on host threads and classified in batches on the device. A file that cannot be read
+gets its error in its row (and on stderr) while the others are classified; the exit code is then 1. With
+--out, rows go to a CSV or JSON-lines file (by its extension or --format), written to a temporary file and
+renamed (or uploaded) at the end; without it, a table is printed. --timeline classifies every window of each
+video instead (docs/search.md). Every path (--checkpoint, --video, --labels-file, --out) may be a gs:// URL
+(docs/cloud.md). Ctrl-C stops after the videos being classified: the rows finished so far are written (a line
+says how many of how many videos) and the exit status is 130; a second Ctrl-C stops at once and writes
+nothing, leaving an older --out as it was.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import csv
 import json
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 
-from xclip_jax import storage
+from xclip_jax import cli, interrupts, storage
 from xclip_jax.data import decode, views
 from xclip_jax.evaluation import video_files
 from xclip_jax.evaluation.video_files import video_views  # noqa: F401 - public here since the first release.
@@ -64,9 +71,11 @@ def predict(model, video_path: str, class_names: list[str], *, clips: int = 1, c
   return result.probabilities
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--checkpoint", required=True, help="anything xclip_jax.load_model loads")
+def _parser() -> cli.Parser:
+  parser = cli.parser("python -m xclip_jax.predict", __doc__)
+  parser.add_argument("--checkpoint", required=True,
+                      help="a model name (python -m xclip_jax.zoo list), a training workdir, or anything else "
+                           "xclip_jax.load_model loads")
   parser.add_argument("--video", required=True, nargs="+", help="video files, folders and list files (.txt)")
   parser.add_argument("--root", help="folder that relative paths in list files are relative to "
                                      "(default: the list file's folder)")
@@ -139,10 +148,46 @@ def main(argv: list[str] | None = None) -> int:
   except (ValueError, OSError) as error:  # OSError: missing files, zoo download failures
     print(f"predict: error: {error}", file=sys.stderr)
     return 1
-  results = video_files.iter_classify_videos(model, videos, class_names, clips=args.clips, crops=args.crops,
-                                             multiview_sampling=args.multiview_sampling,
-                                             batch_size=args.batch_size, workers=args.workers,
-                                             progress=not args.no_progress)
+  stop = interrupts.StopRequests(
+      acknowledge="Ctrl-C: stopping after the videos being classified; the rows finished so far are kept "
+                  "(Ctrl-C again stops at once, writing nothing)", at_once=None)
+  try:
+    with stop:
+      results = _until_stopped(stop, video_files.iter_classify_videos(
+          model, videos, class_names, clips=args.clips, crops=args.crops,
+          multiview_sampling=args.multiview_sampling, batch_size=args.batch_size, workers=args.workers,
+          progress=not args.no_progress))
+      total, failed = _output(results, class_names, args)
+  except KeyboardInterrupt:  # Ctrl-C twice, or before the first video: the output (and an older one) untouched
+    where = f"; {args.out} was not written" if args.out else ""
+    print(f"\npredict: stopped by Ctrl-C{where}", file=sys.stderr)
+    return interrupts.EXIT_STATUS
+  if stop.requested:
+    how = "Ctrl-C" if stop.requested == "SIGINT" else stop.requested
+    where = f" are in {args.out}" if args.out else " are above"
+    print(f"predict: stopped by {how} after {total} of {len(videos)} videos; their rows{where}", file=sys.stderr)
+  elif args.out:
+    print(f"predict: wrote {total} rows to {args.out}", file=sys.stderr)
+  if failed:
+    print(f"predict: {failed} of {total} videos could not be read (see above)", file=sys.stderr)
+  return interrupts.EXIT_STATUS if stop.requested else 1 if failed else 0
+
+
+def _until_stopped(stop: interrupts.StopRequests, results: Iterator[video_files.VideoPrediction]
+                   ) -> Iterator[video_files.VideoPrediction]:
+  """The predictions until a stop is requested (then the iterator is closed: its decoding threads end). Asked
+  before the first one, it raises KeyboardInterrupt: an output with no rows would replace an older one."""
+  with contextlib.closing(results):
+    for done, prediction in enumerate(results):
+      if stop.requested:
+        if not done:
+          raise KeyboardInterrupt
+        return
+      yield prediction
+
+
+def _output(results: Iterator[video_files.VideoPrediction], class_names: list[str], args) -> tuple[int, int]:
+  """Writes --out (or prints the table or JSON); returns (videos, videos that failed)."""
   if args.out:
     failed = 0
 
@@ -153,24 +198,20 @@ def main(argv: list[str] | None = None) -> int:
 
     total = video_files.write_predictions(results, class_names, args.out, format=args.format, top=args.top,
                                           on_row=on_row)
-    print(f"predict: wrote {total} rows to {args.out}", file=sys.stderr)
+    return total, failed
+  collected = []
+  for prediction in results:
+    collected.append(prediction)
+    _report_problem(prediction)
+  if args.json:
+    print(json.dumps([{"video": p.path, "status": p.status, "message": p.error or p.warning or "",
+                       "top": [{"label": label, "probability": probability}
+                               for label, probability in p.top(class_names, args.top)]} for p in collected],
+                     indent=2))
   else:
-    collected = []
-    for prediction in results:
-      collected.append(prediction)
-      _report_problem(prediction)
-    total, failed = len(collected), sum(not p.ok for p in collected)
-    if args.json:
-      print(json.dumps([{"video": p.path, "status": p.status, "message": p.error or p.warning or "",
-                         "top": [{"label": label, "probability": probability}
-                                 for label, probability in p.top(class_names, args.top)]} for p in collected],
-                       indent=2))
-    else:
-      _print_table(collected, class_names, args.top)
-  if failed:
-    print(f"predict: {failed} of {total} videos could not be read (see above)", file=sys.stderr)
-  return 1 if failed else 0
+    _print_table(collected, class_names, args.top)
+  return len(collected), sum(not p.ok for p in collected)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="xclip_jax.predict")

@@ -19,7 +19,7 @@ from typing import Any
 import ml_collections
 from etils import epath
 
-from xclip_jax import demo, folder_runs, sharding, storage
+from xclip_jax import demo, folder_runs, run_config, sharding, storage
 from xclip_jax.evaluation import results as results_lib
 from xclip_jax.evaluation import zero_shot
 from xclip_jax.evaluation.evaluator import Evaluator, summarize
@@ -36,7 +36,8 @@ def _evaluation_model(config: ml_collections.ConfigDict, workdir: epath.Path):
   elif config.init_from.path:
     chosen = run_model.model_from_source(config, what="Evaluating init_from", options=runtime)
   else:
-    raise ValueError(f"Nothing to evaluate: {workdir} has no checkpoint and config.init_from.path is empty.")
+    raise run_config.ConfigError(f"Nothing to evaluate: {workdir} has no checkpoint and config.init_from.path is "
+                                 f"empty.")
   mesh = sharding.make_mesh(config.mesh)
   graphdef, state = train_state.place_model(chosen.model_config, chosen.params, mesh)
   return chosen.config, chosen.model_config, Evaluator(graphdef, mesh), state
@@ -103,7 +104,8 @@ def _run_demo(config: ml_collections.ConfigDict, workdir: epath.Path,
   return demo.run_demo(config, workdir)
 
 
-# config.protocol -> its runner(config, workdir, folder_run or None) -> results.json's content.
+# config.protocol (one of run_config.PROTOCOLS) -> its runner(config, workdir, folder_run or None) -> results.json's
+# content.
 PROTOCOLS = {"supervised": run_supervised, "few_shot": run_few_shot, "zero_shot": run_zero_shot, "demo": _run_demo}
 
 
@@ -112,14 +114,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
 
   Raises `storage.StorageError` before any work if this process cannot write to workdir.
   """
-  if config.mode not in ("train", "evaluate"):
-    raise ValueError(f"config.mode must be 'train' or 'evaluate', got {config.mode!r}")
+  run_config.check_protocol(config)
   workdir = storage.check_writable(workdir)
   folder_run = None
   if config.data.source == "folders":  # your own videos: checks first (naming folders), a report at the end
     config, folder_run = folder_runs.prepare(config, workdir)
-  if config.protocol not in PROTOCOLS:
-    raise ValueError(f"config.protocol must be one of {tuple(PROTOCOLS)}, got {config.protocol!r}")
   results = PROTOCOLS[config.protocol](config, workdir, folder_run)
   path = results_lib.write_results(workdir, results)
   logging.info("Results written to %s", path)

@@ -10,6 +10,24 @@ import ml_collections
 
 from xclip_jax.data.config import data_config
 
+# The values of config.protocol (each has its runner in `xclip_jax.protocols.PROTOCOLS`) and of config.mode:
+# here, so that main refuses others before it imports the protocols (and TensorFlow with them).
+PROTOCOLS = ("supervised", "few_shot", "zero_shot", "demo")
+MODES = ("train", "evaluate")
+
+
+class ConfigError(ValueError):
+  """A config value this run cannot use, found once the run reads its inputs (a checkpoint, a data folder):
+  `python -m xclip_jax.main` prints it as one line and exits with status 2, as for the checks before the run."""
+
+
+def check_protocol(config: ml_collections.ConfigDict) -> None:
+  """config.mode and config.protocol name something main runs; else ConfigError naming the field."""
+  if config.mode not in MODES:
+    raise ConfigError(f"config.mode must be 'train' or 'evaluate', got {config.mode!r}")
+  if config.protocol not in PROTOCOLS:
+    raise ConfigError(f"config.protocol must be one of {', '.join(PROTOCOLS)}, got {config.protocol!r}")
+
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """'variant=B/16,frames=8,shrink=True' -> ConfigDict; values typed like the defaults; unknown keys fail."""

@@ -37,7 +37,7 @@ os.environ.setdefault("EPATH_USE_TF", "0")  # before etils reads it (once, at th
 
 from etils import epath
 
-from xclip_jax import atomic_io
+from xclip_jax import atomic_io, cli
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -357,10 +357,7 @@ def check(url: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  import argparse
-
-  parser = argparse.ArgumentParser(prog="python -m xclip_jax.storage", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser("python -m xclip_jax.storage", __doc__)
   commands = parser.add_subparsers(dest="command", required=True)
   check_parser = commands.add_parser("check", help="check that this machine can write and read a workdir location")
   check_parser.add_argument("url", help="a folder or gs://bucket/prefix, e.g. the --workdir of a run")
@@ -378,4 +375,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="xclip_jax.storage")

@@ -258,8 +258,13 @@ def build(videos: Sequence[VideoEntry], class_names: Sequence[str], out: epath.P
   started = time.time()
   if done:
     print(f"resuming the build in {partial}: {len(done)} of {count} shards already done", file=sys.stderr)
-  _run(pending, done, workers, progress, total=len(videos),
-       initial=sum(len(t.videos) for t in tasks if t.number in done))
+  try:
+    _run(pending, done, workers, progress, total=len(videos),
+         initial=sum(len(t.videos) for t in tasks if t.number in done))
+  except BaseException:  # Ctrl-C, an error: the finished shards stay for the next run, half-written ones go
+    for stale in partial.glob("*.tmp-*"):
+      stale.unlink(missing_ok=True)
+    raise
   index = _merge([done[t.number] for t in tasks], plan, time.time() - started)
   atomic_io.atomic_write_text(str(partial / frame_shards.INDEX_NAME), json.dumps(index))
   labels.write_class_names(list(class_names), str(partial / "classes.csv"))

@@ -35,7 +35,7 @@ class FrameSettings:
 
   def validate(self) -> None:
     if self.short_side < 0:
-      raise ValueError(f"--short_side must be >= 0 (0 keeps the size), got {self.short_side}")
+      raise ValueError(f"--short-side must be >= 0 (0 keeps the size), got {self.short_side}")
     if self.fps < 0:
       raise ValueError(f"--fps must be >= 0 (0 keeps every frame), got {self.fps}")
     if not 1 <= self.quality <= 100:

@@ -214,6 +214,21 @@ def k_shot_positions(class_ids: Sequence[int], k: int, seed: int) -> np.ndarray:
   return np.sort(np.asarray(chosen, np.int64))
 
 
+def spread_positions(class_ids: Sequence[int], count: int) -> np.ndarray:
+  """Positions of `count` videos spread over their classes, in their original order: the first video of every
+  class, then the second of every class, ... (a shrunk evaluation that still covers the classes). All of them
+  for count < 0 or count >= their number."""
+  class_ids = np.asarray(class_ids, np.int64)
+  if count < 0 or count >= len(class_ids):
+    return np.arange(len(class_ids))
+  rank = np.zeros(len(class_ids), np.int64)  # the position of each video among the videos of its class
+  seen: dict[int, int] = {}
+  for i, label in enumerate(class_ids.tolist()):
+    rank[i] = seen.get(label, 0)
+    seen[label] = rank[i] + 1
+  return np.sort(np.lexsort((np.arange(len(class_ids)), rank))[:count])
+
+
 def k_shot_subset(records: Sequence[VideoRecord], k: int, seed: int) -> list[VideoRecord]:
   """K training videos per class of a label list (`k_shot_positions`), in list order, re-indexed 0..n-1;
   e.g. to write a K-shot list with `write_label_list`. Training draws the same from any source

@@ -24,6 +24,9 @@ Interfaces used by the training code:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import gc
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -150,6 +153,7 @@ def _to_iter(ds: grain.MapDataset, cfg) -> grain.IterDataset:
   read = grain.ReadOptions(num_threads=max(int(cfg.read_threads), 1), prefetch_buffer_size=max(int(cfg.prefetch), 1))
   it = ds.to_iter_dataset(read)
   if int(cfg.num_workers) > 0:
+    _release_shared_memory_at_exit()
     # grain's worker processes read absl flags; outside `absl.app.run` (tests, notebooks) use their defaults.
     from absl import flags
 
@@ -160,6 +164,42 @@ def _to_iter(ds: grain.MapDataset, cfg) -> grain.IterDataset:
                                                      per_worker_buffer_size=max(int(cfg.prefetch), 1)),
                         worker_init_fn=worker_lifetime.ExitWithParent())
   return it
+
+
+def release_shared_memory(*, in_use: bool = False) -> None:
+  """Unlinks the shared memory of worker batches no longer used (with `in_use`, of every batch: for a process
+  about to end at once).
+
+  grain's worker batches are shared memory, unlinked when their arrays are collected, by a background thread.
+  Batches held by reference cycles (grain's end of a pass) wait for the garbage collector, and unlinks still
+  queued when the process ends never happen: the resource tracker then reports "There appear to be N leaked
+  shared_memory objects". So: collect, then wait until grain's unlinking thread has done what is queued.
+  Called when an iterator closes and at exit.
+  """
+  gc.collect()
+  try:
+    from grain._src.python.ipc import shared_memory_array
+  except ImportError:  # another grain layout: collecting is what can be done
+    return
+  owner = shared_memory_array.SharedMemoryArray
+  if in_use:  # the memory stays mapped until the process ends; only its name goes
+    for array in [o for o in gc.get_objects() if isinstance(o, owner) and getattr(o, "_unlink_on_del", False)]:
+      with contextlib.suppress(OSError):
+        array.shm.unlink()
+      array._unlink_on_del = False
+  pool = getattr(owner, "_del_thread_pool", None)
+  if pool is not None:
+    with contextlib.suppress(ValueError):  # a pool already shut down
+      pool.apply_async(int).wait(timeout=10)  # one thread, first in first out: the unlinks queued before are done
+
+
+_AT_EXIT: list[bool] = []
+
+
+def _release_shared_memory_at_exit() -> None:
+  if not _AT_EXIT:
+    atexit.register(release_shared_memory)
+    _AT_EXIT.append(True)
 
 
 class TrainIterator(grain.DatasetIterator):
@@ -195,6 +235,7 @@ class TrainIterator(grain.DatasetIterator):
   def close(self) -> None:
     """Stops the worker processes and frees the batches they still hold in shared memory."""
     self._inner.close()
+    release_shared_memory()
 
 
 def make_train_iterator(data_cfg, *, split: str = "train", seed: int | None = None,
@@ -234,6 +275,7 @@ class EvalIterator:
     self.source = source
     self.num_batches = num_batches  # Same on every process.
     self.num_videos = num_videos  # Videos of this process (valid rows it will yield).
+    self.videos_in_split = num_videos  # Videos of the split, all processes (more than evaluated with max_videos).
     self.decode_failures: list[tuple[int, str]] = []
 
   def __iter__(self):
@@ -254,24 +296,31 @@ class EvalIterator:
     """Stops the worker processes (a pass cut short by `max_batches` leaves batches in flight)."""
     if hasattr(self._inner, "close"):
       self._inner.close()
+    release_shared_memory()
 
 
 def make_eval_iterator(data_cfg, *, split: str = "val", clips: int = 1, crops: int = 1,
-                       process_index: int | None = None, process_count: int | None = None) -> EvalIterator:
-  """One pass over this process's part of `split` with all views per video (see the module docstring)."""
+                       process_index: int | None = None, process_count: int | None = None,
+                       max_videos: int = -1) -> EvalIterator:
+  """One pass over this process's part of `split` with all views per video (see the module docstring); with
+  `max_videos` >= 0 over that many videos of the split, spread over its classes
+  (`video_source.spread_over_classes`)."""
   config_lib.validate(data_cfg)
   views.ViewSpec.from_data_config(data_cfg, clips=clips, crops=crops)  # bad clips or crops: named before any work
   if process_index is None or process_count is None:
     process_index, process_count = process_info()
   local_b = _local_batch(int(data_cfg.eval_batch_size), process_count, "data.eval_batch_size")
-  source = video_source.make_source(data_cfg, split)
+  split_source = video_source.make_source(data_cfg, split)
+  source = video_source.spread_over_classes(split_source, max_videos)
   host = source.host_indices(process_index, process_count)
   longest = max(len(source.host_indices(p, process_count)) for p in range(process_count))
   num_batches = max(math.ceil(longest / local_b), 1)
   reader = _ClipReader(source, host, data_cfg, train=False, clips=clips, crops=crops)
   ds = grain.MapDataset.range(num_batches * local_b).map(_EvalMap(reader)).batch(local_b)
   bad_log = bad_videos.for_path(data_cfg.bad_video_log, process_index, process_count)
-  return EvalIterator(iter(_to_iter(ds, data_cfg)), source, num_batches, len(host), bad_log)
+  iterator = EvalIterator(iter(_to_iter(ds, data_cfg)), source, num_batches, len(host), bad_log)
+  iterator.videos_in_split = len(split_source)
+  return iterator
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh, batch_axes: Sequence[str] = ("data", "fsdp")):

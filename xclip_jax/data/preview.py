@@ -11,22 +11,14 @@ that does it is printed). For the val split the first view of each video is show
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
+from xclip_jax import cli
 from xclip_jax.data import pipeline, synthetic
 from xclip_jax.data.config import data_config
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file with a `data` block.", lock_config=True)
-_SPLIT = flags.DEFINE_enum("split", "train", ["train", "val"], "Which split to show.")
-_OUT = flags.DEFINE_string("out", "preview.png", "Where to write the contact sheet (PNG).")
-_ROWS = flags.DEFINE_integer("rows", 8, "Clips shown (at most one batch).")
-_WORKERS = flags.DEFINE_integer("num_workers", 0, "Override data.num_workers (0: decode in this process).")
 
 
 def contact_sheet(videos: np.ndarray, captions: list[str], *, scale: int = 1, caption_width: int = 220) -> Image.Image:
@@ -90,16 +82,29 @@ def preview(config, split: str, out: str, rows: int = 8, num_workers: int = 0) -
   return stats
 
 
-def main(argv) -> int:
-  del argv
-  if _CONFIG.value is None or "data" not in _CONFIG.value:
-    print("--config must be a config file whose `config.data` is a data block", file=sys.stderr)
-    return 2
-  stats = preview(_CONFIG.value, _SPLIT.value, _OUT.value, _ROWS.value, _WORKERS.value)
+def _parser() -> cli.Parser:
+  parser = cli.parser("python -m xclip_jax.data.preview", __doc__)
+  cli.add_config(parser, help="config file with a `data` block (configs/<name>.py[:args]); override its fields "
+                              "with --config.data.a=VALUE")
+  parser.add_argument("--split", choices=("train", "val"), default="train", help="which split to show")
+  parser.add_argument("--out", default="preview.png", help="where to write the contact sheet (PNG)")
+  parser.add_argument("--rows", type=int, default=8, help="clips shown (at most one batch)")
+  parser.add_argument("--num-workers", type=int, default=0,
+                      help="override data.num_workers (0: decode in this process)")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = _parser()
+  args = parser.parse_args(argv)
+  cli.require(parser, args, "config")
+  if "data" not in args.config:
+    parser.error(f"--config={args.config_file} has no `data` block")
+  stats = preview(args.config, args.split, args.out, args.rows, args.num_workers)
   for k, v in stats.items():
     print(f"{k}: {v}")
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, prog="xclip_jax.data.preview")

@@ -216,6 +216,8 @@ def shard_paths(pattern: str) -> list[str]:
 class ArrayRecordSource(VideoSource):
   """Videos in ArrayRecord shards; hosts read disjoint whole shards (shard k -> host k % process_count)."""
 
+  labels_read_videos = True  # each label is in its record's header
+
   def __init__(self, paths: Sequence[str], class_names: Sequence[str]):
     from array_record.python import array_record_module
 

@@ -26,15 +26,13 @@ Content is a deterministic function of --seed and the flags (each video has its 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-from xclip_jax import atomic_io
+from xclip_jax import atomic_io, cli
 from xclip_jax.data import labels
 
 SHAPES = ("circle", "square", "triangle", "cross")
@@ -264,16 +262,16 @@ def generate(out: str, *, seed: int = 0, size: int = 64, frames: int = 16, fps: 
 
 
 def main(argv: list[str] | None = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.parser("python -m xclip_jax.data.synthetic", __doc__)
   p.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --overwrite)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--size", type=int, default=64, help="frame width = height in pixels (even)")
   p.add_argument("--frames", type=int, default=16, help="frames per video")
   p.add_argument("--fps", type=int, default=8)
-  p.add_argument("--train_per_class", type=int, default=24, help="supervised train videos per class")
-  p.add_argument("--val_per_class", type=int, default=8, help="val videos per class (supervised, few-shot)")
-  p.add_argument("--zero_shot_per_class", type=int, default=12)
-  p.add_argument("--few_shot_train_per_class", type=int, default=16, help="few-shot train pool per class (K <= this)")
+  p.add_argument("--train-per-class", type=int, default=24, help="supervised train videos per class")
+  p.add_argument("--val-per-class", type=int, default=8, help="val videos per class (supervised, few-shot)")
+  p.add_argument("--zero-shot-per-class", type=int, default=12)
+  p.add_argument("--few-shot-train-per-class", type=int, default=16, help="few-shot train pool per class (K <= this)")
   p.add_argument("--style", choices=STYLES, default="textured",
                  help="textured: random textured backgrounds and orientations; plain: flat background, larger "
                       "upright shapes (what the demo trains on)")
@@ -286,4 +284,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="xclip_jax.data.synthetic")

@@ -3,6 +3,7 @@ kinds, and the one K-shot wrapper. It imports none of the sources: they are regi
 imported when first asked for.
 
     source = make_source(data_cfg, "train")     # data.source picks the kind; data.k_shot > 0: K per class
+    spread_over_classes(source, 16)              # a shrunk evaluation's videos: spread over the classes
     len(source), source[i], source.class_names, source.name(i), source.labels(), source.host_indices(p, n)
     source[i].load_frames(pick, short_side=256)  # decodes only the frames pick(num_frames) chooses
 
@@ -59,6 +60,9 @@ class VideoSource:
   `__len__`, `__getitem__`, `name` and `labels`; a source whose videos live in shards also `shard_of`."""
 
   class_names: list[str]
+  # Whether `labels()` reads the videos themselves (ArrayRecord: each label is in its record's header); then a
+  # shrunk evaluation spaces its videos evenly instead of reading the split for them (`spread_over_classes`).
+  labels_read_videos: bool = False
 
   def __len__(self) -> int:
     raise NotImplementedError
@@ -86,7 +90,7 @@ class VideoSource:
     shard, count, what = shards
     if count < process_count:
       raise ValueError(f"{count} {what} cannot be split over {process_count} processes; rebuild with "
-                       f"--num_shards >= the number of hosts")
+                       f"--num-shards >= the number of hosts")
     return np.nonzero(np.asarray(shard) % process_count == process_index)[0].astype(np.int64)
 
 
@@ -97,6 +101,7 @@ class SubsetSource(VideoSource):
     self.source = source
     self.positions = np.asarray(positions, np.int64)
     self.class_names = list(source.class_names)
+    self.labels_read_videos = source.labels_read_videos
 
   def __len__(self) -> int:
     return len(self.positions)
@@ -123,6 +128,19 @@ def k_shot(source: VideoSource, k: int, seed: int) -> SubsetSource:
   except ValueError as error:
     raise ValueError(f"data.k_shot={k}: {error}") from None
   return SubsetSource(source, positions)
+
+
+def spread_over_classes(source: VideoSource, count: int) -> VideoSource:
+  """`count` videos of `source` spread over its classes, the same on every call (a shrunk evaluation,
+  eval.max_batches; `labels.spread_positions`), in the source's order; evenly spaced over the source where its
+  labels would mean reading the videos (`labels_read_videos`). The source itself for count < 0 or count >= its
+  length."""
+  n = len(source)
+  if count < 0 or count >= n:
+    return source
+  if source.labels_read_videos:
+    return SubsetSource(source, np.unique(np.round(np.linspace(0, n - 1, count)).astype(np.int64)))
+  return SubsetSource(source, labels.spread_positions(source.labels(), count))
 
 
 # ---------------------------------------------------------------------------------------------------------

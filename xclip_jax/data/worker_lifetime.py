@@ -10,6 +10,9 @@ every `interval` seconds and ends the worker with `os._exit` once the parent is 
 re-parented, so `os.getppid()` changes). This works on Linux and macOS alike. Linux's
 `prctl(PR_SET_PDEATHSIG)` is not used: it fires when the *thread* that started the worker ends, and grain
 starts workers from short-lived pool threads.
+
+Workers also ignore SIGINT: a terminal's Ctrl-C reaches every process of its group, and a worker that died of
+it would crash its parent mid-step; the parent decides what Ctrl-C does (`xclip_jax/interrupts.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+
+from xclip_jax import interrupts
 
 EXIT_CODE = 70  # os._exit status of a worker whose parent died (EX_SOFTWARE: it did not finish its work).
 
@@ -41,6 +46,7 @@ class ExitWithParent:
   def __call__(self, *_args) -> None:
     if os.getpid() == self.parent_pid:  # Called in the parent itself (no worker processes): nothing to watch.
       return
+    interrupts.ignore_in_worker()  # a terminal's Ctrl-C reaches the whole process group; the parent handles it
     if os.getppid() != self.parent_pid:  # The parent died before the worker got here.
       os._exit(EXIT_CODE)
     threading.Thread(target=_watch, args=(self.parent_pid, self.interval), name="exit-with-parent",

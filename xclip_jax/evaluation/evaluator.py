@@ -31,6 +31,17 @@ class EvalResult:
   num_classes: int
   views: str  # "clips x crops"
   failed_videos: list[str] = dataclasses.field(default_factory=list)
+  videos_in_split: int | None = None  # more than `videos` when the evaluation was shrunk (eval.max_batches)
+  classes_evaluated: int | None = None  # classes with at least one evaluated video
+
+  def describe(self) -> str:
+    """"32 videos, 1x1 views", or for a shrunk evaluation "16 of 80 videos in 4 of 16 classes, 1x1 views"."""
+    videos = f"{self.videos} videos"
+    if self.videos_in_split is not None and self.videos_in_split > self.videos:
+      videos = f"{self.videos} of {self.videos_in_split} videos"
+    if self.classes_evaluated is not None and self.classes_evaluated < self.num_classes:
+      videos += f" in {self.classes_evaluated} of {self.num_classes} classes"
+    return f"{videos}, {self.views} views"
 
   @property
   def chance(self) -> float:
@@ -82,18 +93,17 @@ class Evaluator:
       return self._run_encode(state, jax.device_put(tokens, sharding.replicated(self.mesh)))
 
   def _pass(self, state: nnx.State, data_cfg: Any, *, split: str, clips: int, crops: int, context_length: int,
-            max_batches: int = -1, max_videos: int = -1, keep_frames: bool = False) -> tuple[dict, Any]:
+            max_videos: int = -1, keep_frames: bool = False) -> tuple[dict, Any]:
     """One pass of the eval step over a split: ({probabilities, label, index, decode_ok, frames}, iterator), the
-    rows of the split's videos only (every process gets every process's rows; frames are this process's)."""
-    iterator = pipeline.make_eval_iterator(self._padded(data_cfg), split=split, clips=clips, crops=crops)
+    rows of the split's videos only (every process gets every process's rows; frames are this process's).
+    `max_videos` >= 0: that many videos of the split, spread over its classes (`video_source.spread_over_classes`)."""
+    iterator = pipeline.make_eval_iterator(data_cfg, split=split, clips=clips, crops=crops, max_videos=max_videos)
     text = self.text_features(state, list(iterator.source.class_names), context_length)
     kept = (eval_steps.PROBABILITIES, batches.LABEL, batches.INDEX, batches.DECODE_OK)
     rows: dict[str, list[np.ndarray]] = {key: [] for key in (*kept, "frames")}
     try:
       with jax.set_mesh(self.mesh):
-        for number, local in enumerate(iterator):
-          if 0 <= max_batches <= number or 0 <= max_videos <= sum(len(i) for i in rows[batches.INDEX]):
-            break
+        for local in iterator:
           out = jax.device_get(self._run_step(state, pipeline.global_batch(local, self.mesh), text))
           keep = np.asarray(out[batches.VALID])
           for key in kept:
@@ -102,19 +112,24 @@ class Evaluator:
             rows["frames"].append(local[batches.VIDEO][local[batches.VALID], 0])
     finally:
       iterator.close()
-    n = None if max_videos < 0 else max_videos
-    return {key: np.concatenate(value)[:n] for key, value in rows.items() if value}, iterator
+    return {key: np.concatenate(value) for key, value in rows.items() if value}, iterator
 
   def evaluate(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
                context_length: int = 77, max_batches: int = -1) -> EvalResult:
+    """One pass over `split`; `max_batches` >= 0 shrinks it to that many batches of videos spread over the
+    split's classes, and the result says how many of how many (`EvalResult.describe`)."""
+    data_cfg = self._padded(data_cfg)
+    max_videos = max_batches * int(data_cfg.eval_batch_size) if max_batches >= 0 else -1
     rows, iterator = self._pass(state, data_cfg, split=split, clips=clips, crops=crops, context_length=context_length,
-                                max_batches=max_batches)
+                                max_videos=max_videos)
     class_names = list(iterator.source.class_names)
     scores = scoring.score(rows[eval_steps.PROBABILITIES], rows[batches.LABEL], rows[batches.DECODE_OK],
                            len(class_names))
     result = EvalResult(top1=scores.top1, top5=scores.top5, videos=scores.videos, decode_failures=scores.failures,
                         num_classes=len(class_names), views=f"{clips}x{crops}",
-                        failed_videos=[name for _, name in iterator.decode_failures])
+                        failed_videos=[name for _, name in iterator.decode_failures],
+                        videos_in_split=iterator.videos_in_split,
+                        classes_evaluated=len(np.unique(rows[batches.LABEL])))
     if result.decode_failures:
       # Each file was named once already, the first time it was met (see `data.bad_videos`).
       logging.warning("%d of %d videos failed to decode and count as errors", result.decode_failures,
@@ -123,12 +138,12 @@ class Evaluator:
 
   def predict(self, state: nnx.State, data_cfg: Any, *, split: str = "val", clips: int = 1, crops: int = 1,
               context_length: int = 77, max_videos: int = -1, keep_frames: bool = True) -> Predictions:
-    """Class probabilities of the first `max_videos` videos of a split (all: -1), single process only
-    (the frames are this process's; `keep_frames=False` keeps none, for long splits)."""
+    """Class probabilities of `max_videos` videos of a split spread over its classes (all: -1), single process
+    only (the frames are this process's; `keep_frames=False` keeps none, for long splits)."""
     if jax.process_count() > 1:
       raise ValueError(f"Evaluator.predict runs in one process; this run has {jax.process_count()}.")
-    rows, iterator = self._pass(state, data_cfg, split=split, clips=clips, crops=crops, context_length=context_length,
-                                max_videos=max_videos, keep_frames=keep_frames)
+    rows, iterator = self._pass(state, self._padded(data_cfg), split=split, clips=clips, crops=crops,
+                                context_length=context_length, max_videos=max_videos, keep_frames=keep_frames)
     names = [iterator.source.name(int(i)) for i in rows[batches.INDEX]]
     decoded = rows[batches.DECODE_OK]
     frames = rows["frames"] if keep_frames else np.zeros((len(names), 0), np.uint8)
@@ -136,7 +151,8 @@ class Evaluator:
                        frames=frames, names=names, class_names=list(iterator.source.class_names),
                        true_labels=rows[batches.LABEL],
                        errors={name: iterator.bad_log.rows.get(name, [0, "failed to decode"])[1]
-                               for name, ok in zip(names, decoded, strict=True) if not ok})
+                               for name, ok in zip(names, decoded, strict=True) if not ok},
+                       videos_in_split=iterator.videos_in_split)
 
 
 @dataclasses.dataclass
@@ -150,6 +166,7 @@ class Predictions:
   class_names: list[str]
   true_labels: np.ndarray | None = None  # (N,) int: the class of every video, those that failed included
   errors: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why it failed to decode
+  videos_in_split: int | None = None  # all the split's videos (more than `names` when max_videos shrank the pass)
 
 
 def summarize(values: list[float]) -> dict[str, float]:

@@ -51,11 +51,7 @@ class LabelledSet:
       return self
     if max_videos < 1:
       raise ValueError(f"max_videos must be >= 1 (or None for all), got {max_videos}")
-    rank = np.zeros(len(self.labels), np.int64)  # position of each video within its class
-    seen: dict[int, int] = {}
-    for i, label in enumerate(self.labels.tolist()):
-      rank[i], seen[label] = seen.get(label, 0), seen.get(label, 0) + 1
-    chosen = np.sort(np.lexsort((np.arange(len(rank)), rank))[:max_videos])
+    chosen = labels.spread_positions(self.labels, max_videos)
     return LabelledSet(list(self.class_names), [self.videos[i] for i in chosen], self.labels[chosen])
 
   def readable(self) -> LabelledSet:
@@ -176,7 +172,7 @@ class SetEvaluation:
     predictions: one `VideoPrediction` per video, in the set's order.
     labels: (N,) true class ids.
     top1, top5: accuracy in percent over all N videos.
-    per_class_accuracy: (K,) top-1 percent per true class (NaN for a class without videos).
+    per_class_accuracy: (K,) top-1 percent per true class (NaN for a class without videos: "not evaluated").
     confusion: (K, K) counts, row = true class, column = top-1 prediction, over videos that decoded.
     failed_per_class: (K,) videos per true class that could not be read (not in `confusion`).
     failures: (path, error) of every video that could not be read.
@@ -195,10 +191,26 @@ class SetEvaluation:
   failures: list[tuple[str, str]]
   views: str
   videos: list[video_files.Video] | None = None
+  videos_in_split: int | None = None  # all of the split (more than evaluated when the evaluation was shrunk)
 
   @property
   def chance(self) -> float:
     return 100.0 / len(self.class_names)
+
+  @property
+  def not_evaluated(self) -> list[str]:
+    """Classes without a video in this evaluation (a shrunk one): no accuracy, never 0%."""
+    return [name for name, accuracy in zip(self.class_names, self.per_class_accuracy, strict=True)
+            if np.isnan(accuracy)]
+
+  def describe_size(self) -> str:
+    """"80 videos, 4x3 views", or for a shrunk evaluation "16 of 80 videos in 4 of 16 classes, 1x1 views"."""
+    n = len(self.predictions)
+    videos = f"{n} of {self.videos_in_split} videos" if (self.videos_in_split or 0) > n else f"{n} videos"
+    if self.not_evaluated:
+      k = len(self.class_names)
+      videos += f" in {k - len(self.not_evaluated)} of {k} classes"
+    return f"{videos}, {self.views} views"
 
   def worst(self, n: int = 10) -> list[dict[str, Any]]:
     """The n decoded videos whose true class got the lowest probability, worst first.
@@ -219,6 +231,9 @@ class SetEvaluation:
   def to_dict(self) -> dict[str, Any]:
     """JSON-ready summary (no per-video probabilities)."""
     return {"top1": self.top1, "top5": self.top5, "chance": self.chance, "videos": len(self.predictions),
+            "videos_in_split": self.videos_in_split or len(self.predictions),
+            "classes_evaluated": len(self.class_names) - len(self.not_evaluated),
+            "classes_not_evaluated": self.not_evaluated,
             "decode_failures": len(self.failures), "views": self.views, "class_names": self.class_names,
             "per_class_accuracy": [None if np.isnan(a) else float(a) for a in self.per_class_accuracy],
             "confusion": self.confusion.tolist(), "failed_per_class": self.failed_per_class.tolist(),

@@ -74,20 +74,26 @@ def probability_bars(class_names: Sequence[str], probabilities: np.ndarray, *, t
 
 
 def per_class_accuracy(report: SetEvaluation, *, title: str | None = None) -> Figure:
-  """Top-1 accuracy of each class (sorted), with the overall top-1 and chance as lines."""
-  accuracy = np.nan_to_num(report.per_class_accuracy, nan=0.0)
-  order = np.argsort(accuracy, kind="stable")
+  """Top-1 accuracy of each class (sorted), with the overall top-1 and chance as lines. A class without videos
+  in this evaluation has no bar: its row says "not evaluated" (never a 0% bar)."""
+  accuracy = report.per_class_accuracy
+  missing = np.isnan(accuracy)
+  order = np.concatenate([np.flatnonzero(missing), np.argsort(np.where(missing, -1.0, accuracy),
+                                                               kind="stable")[int(missing.sum()):]])
   k = len(order)
   figure = Figure(figsize=(7, min(0.28 * k + 1.2, 30)), layout="constrained")
   ax = figure.subplots()
-  ax.barh(range(k), accuracy[order], color="tab:green")
+  ax.barh(range(k), np.nan_to_num(accuracy[order], nan=0.0), color="tab:green")
+  for row, i in enumerate(order):
+    if missing[i]:
+      ax.text(1, row, "not evaluated (no video)", va="center", fontsize=7, color="grey", style="italic")
   ax.set_yticks(range(k), [_short(report.class_names[i]) for i in order], fontsize=8 if k <= 40 else 5)
   ax.axvline(report.top1, color="black", linestyle="--", linewidth=1, label=f"top-1 {report.top1:.1f}%")
   ax.axvline(report.chance, color="tab:red", linestyle=":", linewidth=1, label=f"chance {report.chance:.1f}%")
   ax.set_xlim(0, 100)
   ax.set_xlabel("top-1 accuracy (%)")
   ax.legend(loc="lower right", fontsize=8)
-  ax.set_title(title or f"per-class accuracy ({len(report.predictions)} videos, {report.views} views)", fontsize=10)
+  ax.set_title(title or f"per-class accuracy ({report.describe_size()})", fontsize=10)
   return figure
 
 

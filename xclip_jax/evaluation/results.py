@@ -38,7 +38,7 @@ def print_table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
 
 def row(name: str, result: Any) -> tuple[str, str, str, str]:
   """A table row of an `evaluator.EvalResult`: name, top-1, top-5, chance and counts."""
-  note = f"chance {result.chance:.2f}%, {result.videos} videos, {result.views} views"
+  note = f"chance {result.chance:.2f}%, {result.describe()}"
   if result.decode_failures:
     note += f", {result.decode_failures} failed to decode (counted as errors)"
   return name, percent(result.top1), percent(result.top5), note

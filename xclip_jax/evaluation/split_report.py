@@ -39,9 +39,12 @@ def evaluate_split(evaluator, state: Any, data_cfg: Any, *, split: str, clips: i
                                                      predictions.labels, strict=True)]
   views = f"{clips}x{crops}"
   evaluation = labelled_videos.metrics(per_video, predictions.true_labels, predictions.class_names, views=views)
+  evaluation.videos_in_split = predictions.videos_in_split
   result = EvalResult(top1=evaluation.top1, top5=evaluation.top5, videos=len(per_video),
                       decode_failures=len(evaluation.failures), num_classes=len(predictions.class_names), views=views,
-                      failed_videos=[path for path, _ in evaluation.failures])
+                      failed_videos=[path for path, _ in evaluation.failures],
+                      videos_in_split=predictions.videos_in_split,
+                      classes_evaluated=len(predictions.class_names) - len(evaluation.not_evaluated))
   return result, evaluation
 
 
@@ -59,7 +62,7 @@ def write_report(evaluation: labelled_videos.SetEvaluation, out_dir: str | os.Pa
   video_files.write_predictions(evaluation.predictions, names, files["predictions"], top=min(5, len(names)),
                                 true_labels=[names[int(label)] for label in evaluation.labels])
   where = f" of {title}" if title else ""
-  videos = f"{len(evaluation.predictions)} videos, {evaluation.views} views"
+  videos = evaluation.describe_size()
   files["per_class_accuracy"] = out_dir / "per_class_accuracy.png"
   _save(plots.per_class_accuracy(evaluation, title=f"per-class accuracy{where} ({videos})"),
         files["per_class_accuracy"])
@@ -78,11 +81,18 @@ def describe(evaluation: labelled_videos.SetEvaluation, files: dict[str, epath.P
   labels = {"per_class_accuracy": "per-class accuracy", "confusion_matrix": "confusion matrix",
             "worst_videos": f"the {min(WORST_VIDEOS, len(evaluation.worst(WORST_VIDEOS)))} worst videos",
             "predictions": "predictions (one row per video)"}
-  accuracy = np.nan_to_num(evaluation.per_class_accuracy, nan=0.0)
-  weakest = int(np.argmin(accuracy))
-  lines = [f"{where}: top-1 {evaluation.top1:.2f}%, top-5 {evaluation.top5:.2f}% (chance {evaluation.chance:.2f}%; "
-           f"{len(evaluation.predictions)} videos, {evaluation.views} views); weakest class "
-           f"{evaluation.class_names[weakest]!r} {accuracy[weakest]:.1f}%"]
+  accuracy = evaluation.per_class_accuracy
+  line = (f"{where}: top-1 {evaluation.top1:.2f}%, top-5 {evaluation.top5:.2f}% (chance {evaluation.chance:.2f}%; "
+          f"{evaluation.describe_size()})")
+  if not np.isnan(accuracy).all():
+    weakest = int(np.nanargmin(accuracy))
+    line += f"; weakest class {evaluation.class_names[weakest]!r} {accuracy[weakest]:.1f}%"
+  missing = evaluation.not_evaluated
+  if missing:
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    shown = ", ".join(repr(name) for name in missing[:3]) + more
+    line += f"; not evaluated (no video in this evaluation): {shown}"
+  lines = [line]
   lines += [f"  unreadable (counted as errors): {path}: {error}" for path, error in evaluation.failures]
   width = max(len(labels[k]) for k in files)
   lines += [f"  {labels[key] + ':':<{width + 1}} {path}" for key, path in files.items()]

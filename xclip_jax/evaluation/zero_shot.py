@@ -15,6 +15,7 @@ import ml_collections
 
 from xclip_jax import storage
 from xclip_jax.data import labels
+from xclip_jax.run_config import ConfigError
 
 DATASETS = ("hmdb51", "ucf101", "k600")
 CLASS_LISTS = {"hmdb51": "hmdb_51", "ucf101": "ucf_101", "k600": "kinetics_600"}
@@ -36,13 +37,13 @@ def zero_shot_rounds(config: ml_collections.ConfigDict, workdir: str | os.PathLi
   """(name, data block) per evaluation round; writes the label lists it needs under workdir/zero_shot."""
   zs = config.zero_shot
   if zs.dataset not in DATASETS:
-    raise ValueError(f"config.zero_shot.dataset must be one of {DATASETS}, got {zs.dataset!r}")
+    raise ConfigError(f"config.zero_shot.dataset must be one of {DATASETS}, got {zs.dataset!r}")
   out = storage.mkdir(storage.path(workdir) / "zero_shot")
   rounds = []
   if zs.dataset == "k600":
     if not zs.k600_val_list:
-      raise ValueError("config.zero_shot.k600_val_list: the Kinetics-600 validation list (official format, "
-                       "K600 label ids) is required for the K600 zero-shot protocol.")
+      raise ConfigError("config.zero_shot.k600_val_list: the Kinetics-600 validation list (official format, "
+                        "K600 label ids) is required for the K600 zero-shot protocol.")
     all_names = labels.read_class_names(CLASS_LISTS["k600"])
     records = labels.read_label_list(zs.k600_val_list, num_classes=len(all_names))
     subsets = labels.kinetics600_zero_shot_subsets(int(zs.seed), num_rounds=int(zs.rounds),
@@ -57,14 +58,14 @@ def zero_shot_rounds(config: ml_collections.ConfigDict, workdir: str | os.PathLi
   for split in zs.splits:
     if zs.source == "tfds":
       if zs.dataset != "ucf101":
-        raise ValueError("TFDS has UCF-101 but not HMDB-51; use config.zero_shot.source='files' for hmdb51.")
+        raise ConfigError("TFDS has UCF-101 but not HMDB-51; use config.zero_shot.source='files' for hmdb51.")
       block = config.data.copy_and_resolve_references()
       block.source, block.tfds_name, block.class_names = "tfds", f"ucf101/ucf101_{split}_256", CLASS_LISTS["ucf101"]
       block.tfds_split = ml_collections.ConfigDict({"train": "train", "val": "test"})
     else:
       if not zs.split_dir:
-        raise ValueError(f"config.zero_shot.split_dir: the folder of the official {zs.dataset} split files is "
-                         f"required (or use source='tfds' for ucf101).")
+        raise ConfigError(f"config.zero_shot.split_dir: the folder of the official {zs.dataset} split files is "
+                          f"required (or use source='tfds' for ucf101).")
       list_path = out / f"{zs.dataset}_split{split}_test.txt"
       labels.write_label_list(_split_records(zs.dataset, zs.split_dir, int(split), "test"), str(list_path))
       block = _files_block(config.data, str(list_path), CLASS_LISTS[zs.dataset])
@@ -78,7 +79,7 @@ def few_shot_lists(config: ml_collections.ConfigDict, workdir: str | os.PathLike
   data = config.data.copy_and_resolve_references()
   if data.source == "folders":
     if int(data.k_shot) <= 0:
-      raise ValueError("the few_shot protocol over folders needs data.k_shot > 0 (videos per class of train/)")
+      raise ConfigError("the few_shot protocol over folders needs data.k_shot > 0 (videos per class of train/)")
     return data
   fs = config.few_shot
   if not fs.split_dir:

@@ -16,15 +16,14 @@ docs/export.md has the details.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from xclip_jax import cli, interrupts
 from xclip_jax.export import exporter
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m xclip_jax.export", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> cli.Parser:
+  parser = cli.parser("python -m xclip_jax.export", __doc__)
   parser.add_argument("--checkpoint", required=True, help="anything xclip_jax.load_model loads")
   parser.add_argument("--out", required=True, help="a new folder for the exported files (local or gs://)")
   parser.add_argument("--labels", help='comma-separated class names for classifier.onnx, e.g. "archery,juggling balls"')
@@ -52,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   except KeyboardInterrupt:
     print(f"export: interrupted; nothing was written ({args.out} was not created)", file=sys.stderr)
-    return 130
+    return interrupts.EXIT_STATUS
   written = sorted(document["sha256"])
   print(f"export: wrote {len(written) + 1} files to {args.out}: manifest.json, {', '.join(written)}", file=sys.stderr)
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="xclip_jax.export")

@@ -61,11 +61,16 @@ def target(name: str) -> Target:
 
 
 def class_count(config: ml_collections.ConfigDict, num_classes: int | None = None) -> int:
-  """Classes of the run: given, from data.class_names, or from the training source as the trainer reads it."""
+  """Classes of the run: given, the synthetic task's (the demo: no data needed), from data.class_names, or from
+  the training source as the trainer reads it."""
   if num_classes:
     return int(num_classes)
-  from xclip_jax.data import labels, video_source
+  from xclip_jax.data import labels, synthetic, video_source
 
+  data = config.data
+  task = data.get("synthetic_task")
+  if task in synthetic.tasks() and (data.source == "synthetic" or (data.source == "frames" and not data.frames.train)):
+    return len(synthetic.tasks()[task])  # the synthetic data (the demo's) knows its classes without being made
   if config.data.class_names:
     return len(labels.read_class_names(labels.resolve_class_csv(config.data.class_names)))
   try:
@@ -210,8 +215,9 @@ def describe_config(config: ml_collections.ConfigDict, model_config: ModelConfig
 
 
 def plan(config: ml_collections.ConfigDict, plan_target: Target, *, num_classes: int | None = None,
-         decode_rate: float = input_budget.DEFAULT_DECODE_RATE, which: Sequence[str] = ("train", "eval", "text"),
-         measure_steps: int = 0, cache_dir: str | None = None) -> PlanReport:
+         decode_rate: float = input_budget.DEFAULT_DECODE_RATE, decode_rate_source: str | None = None,
+         which: Sequence[str] = ("train", "eval", "text"), measure_steps: int = 0,
+         cache_dir: str | None = None) -> PlanReport:
   """Compiles the run's programs for the target and derives memory, time and input estimates."""
   start = time.perf_counter()
   classes = class_count(config, num_classes)
@@ -252,8 +258,8 @@ def plan(config: ml_collections.ConfigDict, plan_target: Target, *, num_classes:
       budget = input_budget.InputBudget(
           clips_per_s_per_chip=estimate.clips_per_s_per_chip[1], chips_per_host=plan_target.chips_per_host,
           vcpus_per_host=plan_target.vcpus_per_host, decode_rate=decode_rate,
-          decode_rate_source=(input_budget.DECODE_RATE_SOURCE if decode_rate == input_budget.DEFAULT_DECODE_RATE
-                              else "given (--decode-rate)"))
+          decode_rate_source=decode_rate_source or (
+              input_budget.DECODE_RATE_SOURCE if decode_rate == input_budget.DEFAULT_DECODE_RATE else "given"))
   if train is not None and train.collectives and train.collectives.unknown_loops:
     notes.append(f"{train.collectives.unknown_loops} loop(s) of the train step have a trip count the HLO does not "
                  "reveal; their collectives are counted once.")

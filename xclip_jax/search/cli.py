@@ -6,7 +6,10 @@ r"""Find moments in your own videos by text: build an index of a folder or bucke
 
 index: embeds every window (--window seconds, every --stride seconds) of every video (files, folders searched
 recursively, .txt lists; gs:// too) and stores it in --out; run it again with more videos to add them, or
-after a kill to resume; --process_id/--num_processes split the videos between processes writing one index.
+after a kill or Ctrl-C to resume; --process-id/--num-processes split the videos between processes writing one
+index. Ctrl-C stops index after the video being embedded: the windows embedded so far are written as a part, a
+line says how many videos are done, the exit status is 130 and the same command continues; a second Ctrl-C stops
+at once, keeping the parts already written.
 query: ranks the windows by cosine with the text, merges overlapping windows of a video into moments, and
 with --rerank K scores the first K again with X-CLIP's video-conditioned prompts; prints them, or writes
 --out (CSV) and --html (a page that shows and plays each moment). info: the index's report (counts, model,
@@ -15,20 +18,18 @@ videos that failed). docs/search.md has the formats, the measurements and the li
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
 
-from xclip_jax import storage
+from xclip_jax import cli, interrupts, storage
 from xclip_jax.data import decode
 from xclip_jax.models import frame_count
 from xclip_jax.search import html_page, indexer, query, store
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m xclip_jax.search", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> cli.Parser:
+  parser = cli.parser("python -m xclip_jax.search", __doc__)
   commands = parser.add_subparsers(dest="command", required=True)
   build = commands.add_parser("index", help="embed the windows of videos into an index (appends, resumes)")
   build.add_argument("--checkpoint", required=True, help="anything xclip_jax.load_model loads")
@@ -41,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
                                                 "MIT's temporal table)")
   build.add_argument("--frame-interpolation", choices=frame_count.METHODS,
                      help=f"how --frames resizes that table (default {frame_count.DEFAULT_METHOD})")
-  build.add_argument("--process_id", "--process-id", type=int, default=0, help="this process (0-based)")
-  build.add_argument("--num_processes", "--num-processes", type=int, default=1, help="processes sharing the index")
+  build.add_argument("--process-id", type=int, default=0, help="this process (0-based)")
+  build.add_argument("--num-processes", type=int, default=1, help="processes sharing the index")
   build.add_argument("--batch-size", type=int, default=16, help="windows per device batch (default 16)")
   build.add_argument("--part-windows", type=int, default=4096, help="write a part once it holds this many windows "
                                                                     "(or after 30 s of work; default 4096)")
@@ -78,15 +79,24 @@ def _index(args) -> int:
   if args.frames and args.frames != model.config.num_frames:
     method = args.frame_interpolation or frame_count.DEFAULT_METHOD
     model = model.at_frames(args.frames, method)
-  summary = indexer.build_index(model, checkpoint, videos, args.out, window_s=args.window, stride_s=args.stride,
-                                frame_method=method, process_id=args.process_id, num_processes=args.num_processes,
-                                batch_size=args.batch_size, progress=not args.no_progress,
-                                flush_windows=args.part_windows)
+  stop = interrupts.StopRequests(
+      acknowledge="Ctrl-C: stopping after the video being embedded; the windows embedded so far are written (Ctrl-C "
+                  "again stops at once, keeping the parts already written)", at_once=None)
+  with stop:
+    summary = indexer.build_index(model, checkpoint, videos, args.out, window_s=args.window, stride_s=args.stride,
+                                  frame_method=method, process_id=args.process_id, num_processes=args.num_processes,
+                                  batch_size=args.batch_size, progress=not args.no_progress,
+                                  flush_windows=args.part_windows, should_stop=lambda: stop.requested is not None)
   print(f"search index: {summary.embedded} videos embedded ({summary.windows} windows, "
         f"{summary.seconds_of_video / 3600:.3f} h), {summary.skipped} already in the index, "
         f"{len(summary.failed)} failed; {summary.parts} parts written to {args.out}", file=sys.stderr)
   for video, error in summary.failed:
     print(f"search index: failed: {video}: {error}", file=sys.stderr)
+  if stop.requested:
+    how = "Ctrl-C" if stop.requested == "SIGINT" else stop.requested
+    print(f"search index: stopped by {how} after {summary.embedded + len(summary.failed)} of {summary.todo} "
+          f"videos; their windows are in {args.out} and the same command continues", file=sys.stderr)
+    return interrupts.EXIT_STATUS
   return 1 if summary.failed else 0
 
 
@@ -151,7 +161,7 @@ def _info(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = _parser().parse_args(argv)
+  args = _parser().parse_args(argv)  # a bad command line: one line, exit status 2
   try:
     return {"index": _index, "query": _query, "info": _info}[args.command](args)
   except (ValueError, OSError, decode.VideoDecodeError) as error:  # store.IndexProblem is a ValueError

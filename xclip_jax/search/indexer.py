@@ -7,7 +7,8 @@ complete part ended). Process `process_id` of `num_processes` takes every num_pr
 sorted list and writes its own parts, so several processes (or hosts, on gs://) fill one index. A video
 that cannot be read is named in its part's report and the others go on; the next build tries it again.
 Parts are flushed every `flush_seconds` of work or `flush_windows` windows, whichever comes first: a kill
-loses at most that much work. The progress bar counts seconds of video, with an ETA.
+loses at most that much work; a stop request (`should_stop`, polled after each video: Ctrl-C) flushes what was
+embedded and returns. The progress bar counts seconds of video, with an ETA.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class BuildSummary:
 
   embedded: int = 0
   skipped: int = 0
+  todo: int = 0  # videos of this process not in the index when the build started
   failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
   windows: int = 0
   parts: int = 0
@@ -40,15 +42,17 @@ class BuildSummary:
 def my_videos(videos: Sequence[str], process_id: int, num_processes: int) -> list[str]:
   """This process's share: every num_processes-th video of the sorted, de-duplicated list."""
   if num_processes < 1 or not 0 <= process_id < num_processes:
-    raise ValueError(f"--process_id must be in [0, --num_processes), got {process_id} of {num_processes}")
+    raise ValueError(f"--process-id must be in [0, --num-processes), got {process_id} of {num_processes}")
   return sorted(set(map(str, videos)))[process_id::num_processes]
 
 
 def build_index(model, checkpoint: str, videos: Sequence[str], out: str, *, window_s: float | None = None,
                 stride_s: float | None = None, frame_method: str | None = None, process_id: int = 0,
                 num_processes: int = 1, batch_size: int = 16, progress: bool = True,
-                flush_seconds: float = 30.0, flush_windows: int = 4096) -> BuildSummary:
-  """Embeds the windows of this process's videos that the index `out` lacks; returns what it did."""
+                flush_seconds: float = 30.0, flush_windows: int = 4096,
+                should_stop: Callable[[], bool] | None = None) -> BuildSummary:
+  """Embeds the windows of this process's videos that the index `out` lacks; returns what it did. Once
+  `should_stop()` holds (asked after each video) it writes what it embedded and returns early."""
   window_s, stride_s = window_lengths(window_s, stride_s)
   manifest = store.open_or_create(out, store.manifest_for(model, checkpoint, window_s=window_s, stride_s=stride_s,
                                                           frame_method=frame_method))
@@ -57,7 +61,7 @@ def build_index(model, checkpoint: str, videos: Sequence[str], out: str, *, wind
   done = {v["video"] for v in store.read_reports(out)[0]}
   mine = my_videos(videos, process_id, num_processes)
   todo = [v for v in mine if v not in done]
-  summary = BuildSummary(skipped=len(mine) - len(todo))
+  summary = BuildSummary(skipped=len(mine) - len(todo), todo=len(todo))
   probed = {}
   for video in todo:  # headers first: the progress bar's total, in seconds of video
     try:
@@ -96,6 +100,8 @@ def build_index(model, checkpoint: str, videos: Sequence[str], out: str, *, wind
         summary.windows += len(result.windows)
         summary.seconds_of_video += result.duration_s
       bar.set_postfix_str(f"{summary.embedded + len(summary.failed)}/{len(todo)} videos")
+      if should_stop is not None and should_stop():
+        break
       if part.rows >= flush_windows or time.monotonic() - last_flush >= flush_seconds:
         flush()
     flush()

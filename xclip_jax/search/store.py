@@ -6,7 +6,7 @@
     INDEX/parts/<part>.report.json    the part's videos (windows, seconds, warning) and failed videos (error)
 
 Every tool that reads .npy (numpy, `np.load(mmap_mode="r")`) or Parquet (pyarrow, pandas, polars, DuckDB)
-reads an index. A part is written by one process (`--process_id`) after it finished some videos: its .npy
+reads an index. A part is written by one process (`--process-id`) after it finished some videos: its .npy
 and .parquet first, its report last, each as one whole file or object (`storage.write_bytes`). A part
 counts only once its report exists, so a build killed at any point leaves complete parts and files that are
 ignored and replaced; the videos of complete parts are never embedded again. Part names are

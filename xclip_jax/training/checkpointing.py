@@ -55,8 +55,8 @@ class Checkpointer:
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, asynchronous: bool = True):
     self.directory = storage.absolute(directory)
-    # cleanup_tmp_directories: a save cut off by SIGKILL leaves `<step>.orbax-checkpoint-tmp-*`; the next run
-    # deletes it (it was never the latest checkpoint).
+    # cleanup_tmp_directories: a save cut off (a second Ctrl-C, SIGKILL) leaves `<step>.orbax-checkpoint-tmp-*`;
+    # the next run deletes it (it was never the latest checkpoint).
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
                                            enable_async_checkpointing=asynchronous)
     self.manager = ocp.CheckpointManager(

@@ -18,7 +18,7 @@ import ml_collections
 from flax import nnx
 from jax.sharding import Mesh
 
-from xclip_jax import sharding
+from xclip_jax import run_config, sharding
 from xclip_jax.data import batches, device_color
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.training import steps
@@ -35,7 +35,8 @@ def train_step_config(config: ml_collections.ConfigDict, num_classes: int, mesh:
 
 def check_run(config: ml_collections.ConfigDict, model_config: ModelConfig, mesh: Mesh,
               process_count: int = 1) -> None:
-  """Raises ValueError, naming the config field and the numbers, for a run the devices cannot split.
+  """Raises run_config.ConfigError (a ValueError) naming the config field and the numbers, for a run the devices
+  cannot split.
 
   The mesh itself is checked when it is made (`sharding.mesh_shape`); here: the batch against gradient
   accumulation, processes and batch shards, and attention heads against the `tensor` axis (a split inside
@@ -46,22 +47,23 @@ def check_run(config: ml_collections.ConfigDict, model_config: ModelConfig, mesh
   shards = sharding.batch_shards(mesh)
   axes = " x ".join(f"{a}={mesh.shape[a]}" for a in sharding.BATCH_AXES if a in mesh.shape)
   if accum < 1 or batch % accum:
-    raise ValueError(f"data.batch_size={batch} is not divisible by train.grad_accum_steps={accum}.")
+    raise run_config.ConfigError(f"data.batch_size={batch} is not divisible by train.grad_accum_steps={accum}.")
   if batch % process_count:
-    raise ValueError(f"data.batch_size={batch} is not divisible by the {process_count} processes.")
+    raise run_config.ConfigError(f"data.batch_size={batch} is not divisible by the {process_count} processes.")
   micro = batch // accum
   if micro % shards:
-    raise ValueError(f"data.batch_size={batch} / train.grad_accum_steps={accum} = {micro} clips per micro-batch "
-                     f"do not split over the {shards} batch shards of config.mesh ({axes}); make the micro-batch a "
-                     f"multiple of {shards}.")
+    raise run_config.ConfigError(f"data.batch_size={batch} / train.grad_accum_steps={accum} = {micro} clips per "
+                                 f"micro-batch do not split over the {shards} batch shards of config.mesh ({axes}); "
+                                 f"make the micro-batch a multiple of {shards}.")
   tensor = int(mesh.shape.get("tensor", 1))
   heads = {"vision": model_config.vision_heads, "text": model_config.text_heads, "MIT": model_config.mit_heads,
            "prompt generator": model_config.prompt_heads}
   uneven = {name: count for name, count in heads.items() if count % tensor}
   if uneven:
     detail = ", ".join(f"{name} {count}" for name, count in uneven.items())
-    raise ValueError(f"config.mesh tensor={tensor} does not divide the attention heads of model.variant="
-                     f"{config.model.variant} ({detail} heads); use a tensor size that divides every head count.")
+    raise run_config.ConfigError(f"config.mesh tensor={tensor} does not divide the attention heads of model."
+                                 f"variant={config.model.variant} ({detail} heads); use a tensor size that divides "
+                                 f"every head count.")
 
 
 def eval_batch_size(requested: int, mesh: Mesh) -> int:

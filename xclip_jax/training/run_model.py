@@ -22,7 +22,7 @@ import os
 import ml_collections
 import numpy as np
 
-from xclip_jax import model_reader
+from xclip_jax import model_reader, run_config
 from xclip_jax.models.config import RUNTIME_FIELDS, ModelConfig, variant_config
 from xclip_jax.models.params import Path, parameter_shapes
 
@@ -48,8 +48,9 @@ def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
   """The architecture named by config.model (variant, frames, overrides) with its run-time options."""
   m = config.model
   if int(m.frames) != int(config.data.num_frames):
-    raise ValueError(f"config.model.frames={m.frames} but config.data.num_frames={config.data.num_frames}; "
-                     f"they must agree (the MIT's temporal embedding has one row per frame).")
+    raise run_config.ConfigError(f"config.model.frames={m.frames} but config.data.num_frames="
+                                 f"{config.data.num_frames}; they must agree (the MIT's temporal embedding has one "
+                                 f"row per frame).")
   options = {name: m[name] for name in RUNTIME_FIELDS + ABLATION_FIELDS}
   return variant_config(m.variant, frames=int(m.frames), **options, **m.overrides.to_dict())
 
@@ -60,11 +61,11 @@ def _check_overrides(config: ml_collections.ConfigDict, source: ModelConfig, nam
     if field in RUNTIME_FIELDS + ABLATION_FIELDS:
       continue
     if not hasattr(source, field):
-      raise ValueError(f"config.model.overrides.{field}: ModelConfig has no such field.")
+      raise run_config.ConfigError(f"config.model.overrides.{field}: ModelConfig has no such field.")
     if getattr(source, field) != value:
-      raise ValueError(f"config.model.overrides.{field}={value!r} but init_from {name} has {field}="
-                       f"{getattr(source, field)!r}; the architecture comes from init_from: drop the override "
-                       f"(or start from another model).")
+      raise run_config.ConfigError(f"config.model.overrides.{field}={value!r} but init_from {name} has {field}="
+                                   f"{getattr(source, field)!r}; the architecture comes from init_from: drop the "
+                                   f"override (or start from another model).")
 
 
 def with_model_shapes(config: ml_collections.ConfigDict, model_config: ModelConfig,

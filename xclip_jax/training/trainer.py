@@ -2,7 +2,10 @@
 
 `train(config, workdir)` resumes from the workdir's latest checkpoint by itself (model, optimizer, step
 and data-iterator position), saves every `checkpoint.every_steps`, at the end, and when the process gets
-SIGTERM (then it stops early and reports `preempted=True`).
+SIGTERM or Ctrl-C (SIGINT): then it finishes the step it is on (a periodic evaluation under way is dropped),
+saves that step, waits for the checkpoint, stops the data workers, prints one line and reports
+`preempted=True` (`xclip_jax/interrupts.py`; a second Ctrl-C stops at once, keeping the last complete
+checkpoint).
 """
 
 from __future__ import annotations
@@ -11,8 +14,7 @@ import dataclasses
 import json
 import logging
 import os
-import signal
-import threading
+import sys
 from typing import Any
 
 import jax
@@ -21,7 +23,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from xclip_jax import sharding, storage
+from xclip_jax import interrupts, run_config, sharding, storage
 from xclip_jax.data import batches, pipeline
 from xclip_jax.evaluation.evaluator import Evaluator
 from xclip_jax.models.config import ModelConfig
@@ -42,31 +44,11 @@ class TrainResult:
   config: ml_collections.ConfigDict  # the config the run ran with (its data block follows init_from's model)
 
 
-class _PreemptionWatch:
-  """Turns SIGTERM into a flag the loop polls (all processes agree before stopping)."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self) -> _PreemptionWatch:
-    if threading.current_thread() is threading.main_thread():  # signals can only be handled there
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    return self
-
-  def _handle(self, signum, frame) -> None:
-    del signum, frame
-    logging.warning("SIGTERM received: saving a checkpoint and stopping.")
-    self.requested = True
-
-  def should_stop(self) -> bool:
-    if jax.process_count() == 1:
-      return self.requested
-    return bool(multihost_utils.process_allgather(np.asarray(self.requested)).any())
-
-  def __exit__(self, *exc) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+def _should_stop(stop: interrupts.StopRequests) -> bool:
+  """Whether a stop was requested (SIGINT / SIGTERM); with several processes, whether any process got one."""
+  if jax.process_count() == 1:
+    return stop.requested is not None
+  return bool(multihost_utils.process_allgather(np.asarray(stop.requested is not None)).any())
 
 
 def _write_run_config(config: ml_collections.ConfigDict, workdir: storage.epath.Path) -> None:
@@ -104,8 +86,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
     saved_scan = bool(checkpointer.read_meta(latest).get("model_config", {}).get("scan_layers", False))
     if saved_scan != model_config.scan_layers:
       layout = "stacked" if saved_scan else "per layer"
-      raise ValueError(f"{checkpointer.directory / str(latest)} stores the layers {layout} (model.scan_layers="
-                       f"{saved_scan}); resume with --config.model.scan_layers={saved_scan}.")
+      raise run_config.ConfigError(f"{checkpointer.directory / str(latest)} stores the layers {layout} (model."
+                                   f"scan_layers={saved_scan}); resume with --config.model.scan_layers={saved_scan}.")
     restored, _ = checkpointer.restore(latest, train_state.abstract_train_state(state), train_iterator)
     state.state = restored
     logging.info("Resumed from %s at step %d", checkpointer.directory / str(latest), state.step)
@@ -133,7 +115,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
             "class_names": class_names, "config": json.loads(config.to_json_best_effort())}
 
   preempted = False
-  with _PreemptionWatch() as watch, jax.set_mesh(mesh):
+  def acknowledge() -> str:
+    doing = (f"dropping this evaluation, saving step {step}" if stop.dropping else
+             f"finishing step {step + 1}, then saving a checkpoint" if step < total_steps else
+             f"waiting for the checkpoint of step {step}")
+    return f"Ctrl-C: {doing} and stopping (Ctrl-C again stops at once, keeping the last complete checkpoint)"
+
+  stop = interrupts.StopRequests(
+      acknowledge=acknowledge,
+      at_once=f"Stopped at once by a second Ctrl-C: the checkpoint being written (if any) is dropped; the same "
+              f"command resumes from the last complete one in {checkpointer.directory}.",
+      at_once_cleanup=lambda: (train_iterator.close(), pipeline.release_shared_memory(in_use=True)))
+  with stop, jax.set_mesh(mesh):
     while step < total_steps:
       batch = pipeline.global_batch(
           {k: v for k, v in next(train_iterator).items() if k in batches.TRAIN_DEVICE_KEYS}, mesh)
@@ -141,30 +134,37 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
       step += 1
       reporter.update(step, step_metrics, {"bad_videos": train_iterator.bad_videos} if step % max(
           int(config.log_every_steps), 1) == 0 else None)
-      if watch.should_stop():
+      if _should_stop(stop):
         preempted = True
         break
       if eval_every > 0 and step % eval_every == 0 and step < total_steps:
         reporter.pause()
-        result = evaluator.evaluate(state.state["model"], data_cfg, clips=1, crops=1,
-                                    context_length=model_config.context_length,
-                                    max_batches=int(config.eval.max_batches))
-        writer.write_scalars(step, {"eval/top1": result.top1, "eval/top5": result.top5})
-        logging.info("step %d: single-view eval top-1 %.2f%%, top-5 %.2f%% on %d videos", step, result.top1,
-                     result.top5, result.videos)
+        with stop.droppable(jax.process_count() == 1):  # Ctrl-C drops the evaluation; the step is saved below
+          result = evaluator.evaluate(state.state["model"], data_cfg, clips=1, crops=1,
+                                      context_length=model_config.context_length,
+                                      max_batches=int(config.eval.max_batches))
+          writer.write_scalars(step, {"eval/top1": result.top1, "eval/top5": result.top5})
+          logging.info("step %d: single-view eval top-1 %.2f%%, top-5 %.2f%% on %d videos", step, result.top1,
+                       result.top5, result.videos)
         reporter.resume()
+        if jax.process_count() == 1 and stop.requested:
+          preempted = True
+          break
       if step % int(config.checkpoint.every_steps) == 0 and step < total_steps:
         reporter.pause()
         checkpointer.save(step, state.state, train_iterator, meta())
         reporter.resume()
     if checkpointer.latest_step() != step:
       checkpointer.save(step, state.state, train_iterator, meta(), force=True)
-  checkpointer.close()
+    checkpointer.close()  # waits for the save; a second Ctrl-C meanwhile stops at once
+    preempted = preempted or _should_stop(stop)  # asked during the last save: stop before what follows
   train_iterator.close()
   writer.close()  # flushed (and, for a bucket workdir, the event files uploaded)
   if preempted:
-    logging.warning("Stopped at step %d of %d on SIGTERM; checkpoint saved, rerun the same command to resume.",
-                    step, total_steps)
+    stop.stopped()
+    how = "Ctrl-C" if stop.requested == "SIGINT" else stop.requested or "a stop request of another process"
+    print(f"Stopped by {how} at step {step} of {total_steps}: the checkpoint of step {step} is in "
+          f"{checkpointer.directory}; the same command resumes from it.", file=sys.stderr, flush=True)
   return TrainResult(state=state, model_config=model_config, mesh=mesh, evaluator=evaluator, step=step,
                      total_steps=total_steps, preempted=preempted, class_names=class_names,
                      config=config)

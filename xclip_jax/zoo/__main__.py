@@ -1,7 +1,6 @@
 """`python -m xclip_jax.zoo`: see xclip_jax/zoo/cli.py."""
 
-import sys
-
+from xclip_jax import cli
 from xclip_jax.zoo.cli import main
 
-sys.exit(main())
+cli.run(main, prog="xclip_jax.zoo")

@@ -15,6 +15,7 @@ import json
 import pathlib
 import sys
 
+from xclip_jax import cli
 from xclip_jax.zoo import cache, registry
 from xclip_jax.zoo.datasets import SAMPLE_DATASETS
 from xclip_jax.zoo.errors import ZooError
@@ -92,8 +93,7 @@ def _dataset(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m xclip_jax.zoo", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser("python -m xclip_jax.zoo", __doc__)
   commands = parser.add_subparsers(dest="command", required=True)
   listing = commands.add_parser("list", help="the named models")
   listing.add_argument("--json", action="store_true", help="machine-readable output")
