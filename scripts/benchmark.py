@@ -3,6 +3,7 @@
   python scripts/benchmark.py --peer hf                                      # B/32, B/16, L/14 at 8 frames
   python scripts/benchmark.py --peer hf --variant B/32 --batch 4 --classes 16 --repeats 5
   python scripts/benchmark.py --peer none --variant B/16 --batch 256 --accum 4 --mesh data=1,fsdp=-1 --remat
+  python scripts/benchmark.py --peer ours --peer-xla-flags=--xla_cpu_experimental_ynn_fusion_type= --variant B/32
 
 For each variant x frames x row (`train`, `infer`), ours and the peer each run in their own process with
 the same random weights (created once, in a process of their own, saved as an xclip_jax directory and, by
@@ -12,6 +13,9 @@ the project's converter, as an HF directory; each side loads its file, the peer 
 alternately (ours, peer, peer, ours, ...), `--repeats` times, so that both see the same machine load; the
 speed ratio is computed per adjacent pair and reported as the median and the range (`--one-at-a-time` runs
 the frameworks one after the other instead, for models of which two copies do not fit in memory).
+`--peer ours` times ours against ours run with other XLA flags (`--peer-xla-flags`, added to the environment's
+XLA_FLAGS in the peer's process only): the same A/B for choosing XLA:CPU flags, and its "first outputs differ by"
+says whether the flags change the results.
 
 Rows (see scripts/benchmarking/ours.py and peer_hf.py for exactly what each side runs):
   train: one optimizer step of the X-CLIP recipe with the text tower frozen and the `--classes` class texts
@@ -55,6 +59,7 @@ from xclip_jax.models.config import variant_config  # noqa: E402
 from xclip_jax.tokenizer import tokenize  # noqa: E402
 
 WORKERS = {"ours": "scripts.benchmarking.ours", "hf": "scripts.benchmarking.peer_hf"}
+PEER_OURS = "ours+flags"  # the framework name of ours with --peer-xla-flags
 
 
 def model_flops_per_step(config, row: str, batch: int, classes: int, train_text: bool) -> float:
@@ -105,17 +110,22 @@ def apply_cpu_limits(spec: dict[str, Any]) -> None:
     os.sched_setaffinity(0, spec["cpus"])
 
 
-def worker_env() -> dict[str, str]:
+def worker_env(extra_xla_flags: str = "") -> dict[str, str]:
   # Both workers share one accelerator: JAX must not reserve 75% of its memory up front (its peak in use is
   # still reported exactly).
-  return {**os.environ, "PYTHONPATH": str(REPO), "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+  env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+  if extra_xla_flags:  # later flags win in XLA_FLAGS
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {extra_xla_flags}".strip()
+  return env
 
 
 def start_worker(name: str, spec: dict[str, Any], workdir: pathlib.Path) -> Worker:
   log = workdir / f"{name}-{spec['row']}.log"
-  process = subprocess.Popen([sys.executable, "-m", WORKERS[name], json.dumps(spec)], cwd=REPO, text=True,
+  module = WORKERS["ours" if name == PEER_OURS else name]
+  env = worker_env(spec["peer_xla_flags"] if name == PEER_OURS else "")
+  process = subprocess.Popen([sys.executable, "-m", module, json.dumps(spec)], cwd=REPO, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"),
-                             env=worker_env(), preexec_fn=lambda: apply_cpu_limits(spec))
+                             env=env, preexec_fn=lambda: apply_cpu_limits(spec))
   worker = Worker(name, process, log)
   try:
     worker.ready = worker.receive()
@@ -148,14 +158,15 @@ def worker_spec(args: argparse.Namespace, variant: str, frames: int, row: str, w
   return dict(variant=variant, frames=frames, row=row, batch=args.batch, accum=args.accum, dtype=args.dtype,
               remat=args.remat, train_text=args.train_text, attention=args.attention, mesh=args.mesh,
               overrides=args.overrides, scan_layers=args.scan_layers, warmup=args.warmup, cpus=args.cpus,
-              peer=args.peer, peer_attention=args.peer_attention, workdir=str(workdir), weights=str(workdir / "hf"))
+              peer=args.peer, peer_attention=args.peer_attention, peer_xla_flags=args.peer_xla_flags,
+              workdir=str(workdir), weights=str(workdir / "hf"))
 
 
 def run_row(args: argparse.Namespace, variant: str, frames: int, row: str, workdir: pathlib.Path
             ) -> list[dict[str, Any]]:
   """Runs ours (and the peer) for one row; returns one result dict per framework."""
   spec = worker_spec(args, variant, frames, row, workdir)
-  names = ["ours"] + ([args.peer] if args.peer != "none" else [])
+  names = ["ours"] + {"none": [], "ours": [PEER_OURS]}.get(args.peer, [args.peer])
   workers: list[Worker] = []
 
   def time_blocks(worker: Worker) -> None:
@@ -200,7 +211,7 @@ def run_row(args: argparse.Namespace, variant: str, frames: int, row: str, workd
                   mfu=tflops / peak if peak else None, peak_memory_bytes=worker.done["peak_memory_bytes"],
                   memory_kind=worker.done["memory_kind"], first_step_s=worker.ready["first_step_s"],
                   init_s=worker.ready["init_s"], compile_s=worker.ready.get("compile_s"),
-                  check=worker.ready["check"])
+                  check=worker.ready["check"], xla_flags=worker.ready["xla_flags"])
     results.append(result)
   if len(workers) == 2:
     ours, peer = workers
@@ -232,7 +243,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
       ratio += " one at a time"
     mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
     memory = _gib(r["peak_memory_bytes"]) + (" RSS" if r["memory_kind"] == "rss" else "")
-    name = "xclip_jax" if r["framework"] == "ours" else "HF XCLIPModel"
+    name = {"ours": "xclip_jax", "hf": "HF XCLIPModel"}.get(r["framework"], "xclip_jax, --peer-xla-flags")
     setup = f"{r['init_s']:.1f}" + (f" ({r['compile_s']:.1f})" if r.get("compile_s") is not None else "")
     lines.append(f"| {r['model']} | {r['row']} | {name} | {r['batch']} | {r['dtype']} | {r['ms_per_step']:.0f} "
                  f"| {r['clips_per_s']:.2f} | {ratio} | {r['tflops_per_device']:.3f} | {mfu} "
@@ -242,7 +253,9 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser = cli.parser(description=__doc__)
-  parser.add_argument("--peer", default="hf", choices=("hf", "none"), help="hf: transformers' XCLIPModel")
+  parser.add_argument("--peer", default="hf", choices=("hf", "ours", "none"),
+                      help="hf: transformers' XCLIPModel; ours: ours with --peer-xla-flags")
+  parser.add_argument("--peer-xla-flags", default="", help="--peer ours: XLA flags added in the peer's process")
   parser.add_argument("--variant", default="B/32,B/16,L/14", help="comma-separated variants")
   parser.add_argument("--frames", default="8", help="comma-separated frame counts")
   parser.add_argument("--rows", default="train,infer", help="train and/or infer")
@@ -271,8 +284,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   args.overrides = {k: int(v) for k, v in (item.split("=") for item in args.override)}
   args.cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
   args.mesh = {k: int(v) for k, v in (item.split("=") for item in args.mesh.split(","))}
-  if args.peer != "none" and args.overrides:
-    parser.error("--override changes only our model; use it with --peer none.")
+  if args.peer == "hf" and args.overrides:
+    parser.error("--override changes only our model; use it with --peer none or ours.")
+  if (args.peer == "ours") != bool(args.peer_xla_flags):
+    parser.error("--peer ours needs --peer-xla-flags, and --peer-xla-flags needs --peer ours.")
   if args.batch % args.accum:
     parser.error(f"--batch {args.batch} is not divisible by --accum {args.accum}.")
   return args
@@ -308,12 +323,14 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
   load_after = os.getloadavg()
   devices = sorted({r["device"] for r in results})
-  print(f"\n{started:%Y-%m-%d}, devices: {'; '.join(devices)}; {os.cpu_count()} host CPUs; load average "
+  print(f"\n{started:%Y-%m-%d}, devices: {'; '.join(devices)}; host: {os.cpu_count()} x {protocol.host_cpu()}; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; load average "
         f"(1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; {args.classes} classes, "
         f"{args.repeats} x {args.steps} timed steps per framework (median; speed range over the repeats)")
   print(markdown_table(results))
   if args.json:
     storage.write_text(args.json, json.dumps(dict(date=f"{started:%Y-%m-%d %H:%M}", args=vars(args),  # or gs://
+                                                  host_cpu=protocol.host_cpu(), xla_flags=os.environ.get("XLA_FLAGS"),
                                                   load=[load_before, load_after], results=results), indent=2) + "\n")
   return 0 if results else 1
 

@@ -37,3 +37,17 @@ def test_benchmark_runs_ours_beside_hf_on_the_same_model(tmp_path, monkeypatch, 
   assert len(ours_train["speed_vs_peer"]["each"]) == 2
   table = capsys.readouterr().out
   assert "| tiny-4 | train | xclip_jax | 2 | float32 |" in table and "| tiny-4 | infer | HF XCLIPModel |" in table
+
+
+def test_benchmark_times_ours_against_ours_with_other_xla_flags(tmp_path, monkeypatch, capsys):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+  out = tmp_path / "results.json"
+  flag = "--xla_cpu_experimental_ynn_fusion_type="  # matrix products by Eigen instead of YNNPACK
+  assert benchmark.main(["--peer", "ours", f"--peer-xla-flags={flag}", "--variant", "tiny", "--frames", "4",
+                         "--batch", "2", "--classes", "3", "--steps", "1", "--repeats", "2", "--warmup", "1",
+                         "--rows", "infer", "--json", str(out)]) == 0
+  ours, peer = json.loads(out.read_text())["results"]
+  assert (ours["framework"], peer["framework"]) == ("ours", benchmark.PEER_OURS)
+  assert flag not in ours["xla_flags"] and peer["xla_flags"].endswith(flag)  # as each worker process saw them
+  assert len(ours["speed_vs_peer"]["each"]) == 2 and ours["check_max_abs_diff"] < 1e-5
+  assert "| tiny-4 | infer | xclip_jax, --peer-xla-flags | 2 | float32 |" in capsys.readouterr().out

@@ -101,7 +101,8 @@ def load_model(name_or_path: str | os.PathLike, *, frames: int | None = None, re
     frames: frames per clip for CLIP (openai: names and .pt files; default 8); for X-CLIP models, checked
       against the trained model when given.
     revision: branch, tag or commit of an HF hub repo (default main).
-    dtype: compute dtype ("float32" default, "bfloat16" for speed on accelerators).
+    dtype: compute dtype ("float32" default; "bfloat16" for speed on accelerators, and for less CPU time on CPUs
+      with AVX512-BF16 or AMX: docs/performance.md#bfloat16-on-the-cpu).
     **overrides: run-time `ModelConfig` options such as `attention_implementation="xla"`.
   """
   found = model_reader.read_model(name_or_path, frames=frames, revision=revision)

@@ -60,7 +60,7 @@ def export_weights(spec: dict[str, Any]) -> None:
   params = to_layer_params(config, {path: np.asarray(jax.device_get(value)) for path, value in params.items()})
   workdir = pathlib.Path(spec["workdir"])
   pretrained.save_pretrained(workdir / "jax", config, params, overwrite=True)
-  if spec["peer"] != "none":
+  if spec["peer"] == "hf":
     export_checkpoint("hf", config, params, pathlib.Path(spec["weights"]), overwrite=True)
 
 

@@ -10,6 +10,8 @@ prefixed by `MARK`, so anything a library prints there is ignored.
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 import resource
 import sys
 import time
@@ -40,6 +42,27 @@ def peak_tflops(kind: str, override: float | None = None) -> float | None:
   if override:
     return override
   return next((value for name, value in PEAK_TFLOPS.items() if name.lower() in kind.lower()), None)
+
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16")  # what decides CPU kernels
+
+
+def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """The CPU as figures should name it: model name, vendor family/model (the model name of a cloud VM is often
+  just "AMD EPYC"), and which of `ISA_FLAGS` it has, e.g. "AMD EPYC (AuthenticAMD family 25 model 17; avx2
+  avx512f avx512_bf16)". Linux only; elsewhere the platform's processor string."""
+  try:
+    text = pathlib.Path(cpuinfo).read_text(encoding="utf-8")
+  except OSError:
+    import platform
+
+    return platform.processor() or platform.machine()
+  first = text.split("\n\n", 1)[0]
+  fields = dict((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in first.splitlines()) if v)
+  flags = set(fields.get("flags", "").split())
+  isa = " ".join(name for name in ISA_FLAGS if name in flags) or "no AVX2"
+  return (f"{fields.get('model name', '?')} ({fields.get('vendor_id', '?')} family {fields.get('cpu family', '?')} "
+          f"model {fields.get('model', '?')}; {isa})")
 
 
 def send(message: dict[str, Any]) -> None:
@@ -94,7 +117,8 @@ def serve(build: Callable[[dict[str, Any]], Runner]) -> None:
     send({"event": "error", "message": f"{type(error).__name__}: {error}"})
     raise
   send({"event": "ready", "init_s": init_seconds, "first_step_s": first_step_seconds, "device": runner.device,
-        "dtype": runner.dtype, "compile_s": runner.compile_seconds, "check": check})
+        "dtype": runner.dtype, "compile_s": runner.compile_seconds, "check": check,
+        "xla_flags": os.environ.get("XLA_FLAGS", "")})
   for line in sys.stdin:
     command = json.loads(line)
     if command["cmd"] == "time":

@@ -94,8 +94,7 @@ class VisionTransformer(nnx.Module):
     gh, gw = height // p, width // p
     patches = frames.reshape(n, gh, p, gw, p, channels).transpose(0, 1, 3, 2, 4, 5)
     patches = patches.reshape(n, gh * gw, p * p * channels).astype(self.dtype)
-    kernel = self.conv1[...].reshape(p * p * channels, -1).astype(self.dtype)
-    return patches @ kernel
+    return layers.matmul(patches, self.conv1[...].reshape(p * p * channels, -1), self.dtype)
 
   def __call__(self, frames: jax.Array, drop_rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     x = self.embed_patches(frames)
@@ -103,6 +102,6 @@ class VisionTransformer(nnx.Module):
     x = jnp.concatenate([cls, x], axis=1) + self.positional_embedding[...].astype(x.dtype)
     x = self.ln_pre(x)
     x = layer_stack.run_blocks(self.resblocks, x, drop_rng, remat=self.remat)
-    cls_features = self.ln_post(x[:, 0]) @ self.proj[...].astype(self.dtype)
+    cls_features = layers.matmul(self.ln_post(x[:, 0]), self.proj[...], self.dtype)
     return cls_features, x[:, 1:]
 

@@ -87,6 +87,44 @@ def compute_dtype(name: str) -> jnp.dtype:
   return jnp.dtype(name)
 
 
+def matmul(x: jax.Array, kernel: jax.Array, dtype: jnp.dtype) -> jax.Array:
+  """`x @ kernel` (`kernel` 2-D) in the compute dtype `dtype`.
+
+  In bfloat16/float16 on CPU the products are accumulated in float32 and rounded to `dtype` once, at the
+  end: that is the form XLA:CPU gives to its half-precision matrix kernels (AVX512-BF16), about twice the
+  speed of float32; a bf16-in, bf16-out product would be computed in float32 (docs/performance.md). The
+  gradient's two products take the same form (left to autodiff, they would run in float32); the kernel's
+  gradient is accumulated and returned in float32. Other backends and float32 keep the plain product.
+  """
+  x = x.astype(dtype)
+  if dtype == jnp.float32 or jax.default_backend() != "cpu":
+    return jnp.matmul(x, kernel.astype(dtype))
+  return _cpu_half_matmul(x, kernel)
+
+
+def _half_product(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return jnp.matmul(x, kernel.astype(x.dtype), preferred_element_type=jnp.float32).astype(x.dtype)
+
+
+@jax.custom_vjp
+def _cpu_half_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return _half_product(x, kernel)
+
+
+def _cpu_half_matmul_forward(x, kernel):
+  return _half_product(x, kernel), (x, kernel)
+
+
+def _cpu_half_matmul_backward(residuals, grad):
+  x, kernel = residuals
+  grad = grad.astype(x.dtype)
+  kernel_grad = jnp.einsum("...k,...n->kn", x, grad, preferred_element_type=jnp.float32)
+  return _half_product(grad, kernel.T), kernel_grad.astype(kernel.dtype)
+
+
+_cpu_half_matmul.defvjp(_cpu_half_matmul_forward, _cpu_half_matmul_backward)
+
+
 class LayerNorm(nnx.Module):
   """LayerNorm with float32 statistics and parameters, returning the compute dtype."""
 
@@ -117,7 +155,7 @@ class Linear(nnx.Module):
     self.dtype = compute_dtype(dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = jnp.matmul(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    y = matmul(x, self.kernel[...], self.dtype)
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y

@@ -44,4 +44,4 @@ class TextTransformer(nnx.Module):
     # x[arange(K), argmax], which jax2onnx cannot convert with a dynamic K (xclip_jax/export, docs/export.md).
     eos = jnp.argmax(tokens, axis=-1)
     pooled = jnp.take_along_axis(x, eos[:, None, None], axis=1)[:, 0]
-    return pooled @ self.text_projection[...].astype(self.dtype)
+    return layers.matmul(pooled, self.text_projection[...], self.dtype)

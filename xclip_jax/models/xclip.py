@@ -72,7 +72,7 @@ class XCLIP(nnx.Module):
       embedding = jnp.mean(frame_features.astype(jnp.float32), axis=1)
     context = None
     if self.prompts_generator is not None:
-      projected = self.prompts_visual_ln(patch_tokens) @ self.prompts_visual_proj[...].astype(self.dtype)
+      projected = layers.matmul(self.prompts_visual_ln(patch_tokens), self.prompts_visual_proj[...], self.dtype)
       context = jnp.mean(projected.astype(jnp.float32), axis=1)  # average over frames -> (B, N, E)
     return VideoFeatures(embedding, context)
 
