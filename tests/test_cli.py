@@ -150,3 +150,33 @@ def test_predict_help_names_real_models_and_where_to_list_them():
   assert names, result.stdout
   assert [n for n in names if not n.startswith("runs/")] and all(
       registry.is_registered(n) for n in names if not n.startswith("runs/"))  # real names; runs/...: a workdir
+
+
+_SWALLOWED_CTRL_C = """
+import sys, time
+from xclip_jax import cli
+
+class RaisesInDel:
+  def __del__(self):
+    raise KeyboardInterrupt  # as a Ctrl-C landing in a garbage-collector callback: Python cannot propagate it
+
+cli.install_interrupts()
+try:
+  obj = RaisesInDel()
+  del obj
+  end = time.monotonic() + 2.0
+  while time.monotonic() < end:
+    pass
+except KeyboardInterrupt:
+  sys.exit(0)
+sys.exit(1)
+"""
+
+
+def test_a_ctrl_c_swallowed_in_a_gc_callback_is_raised_again_in_the_main_code():
+  """The unraisable hook hands the KeyboardInterrupt back to the main thread once it has returned; raised inside
+  the hook, it was lost again with an 'Exception ignored in sys.unraisablehook' traceback."""
+  run = subprocess.run([sys.executable, "-c", _SWALLOWED_CTRL_C], cwd=REPO, env=user_env(), capture_output=True,
+                       text=True, timeout=120)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert "Exception ignored" not in run.stderr, run.stderr[-2000:]

@@ -318,18 +318,38 @@ def taking_redelivery() -> bool:
   return again
 
 
+_in_unraisable_hook = False
+
+
+def redelivery_deferred() -> bool:
+  """Whether a SIGINT handler runs inside the unraisable hook; then the SIGINT is sent again shortly from a
+  helper thread, because a KeyboardInterrupt raised inside the hook would be swallowed again ("Exception
+  ignored in sys.unraisablehook")."""
+  if not _in_unraisable_hook:
+    return False
+  threading.Timer(0.01, _thread.interrupt_main).start()
+  return True
+
+
 def _raise_keyboard_interrupt(signum, frame) -> None:
   del signum, frame
+  if redelivery_deferred():
+    return
   taking_redelivery()
   raise KeyboardInterrupt
 
 
 def _unraisable(unraisable) -> None:
-  """sys.unraisablehook: a KeyboardInterrupt that could not propagate is raised again in the main thread."""
-  global _redelivering
+  """sys.unraisablehook: a KeyboardInterrupt that could not propagate is raised again in the main thread, once
+  this hook has returned (a helper thread sends the SIGINT; the handler runs in the main thread)."""
+  global _redelivering, _in_unraisable_hook
   if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-    _redelivering = True
-    _thread.interrupt_main()  # runs the SIGINT handler in the main thread at its next step
+    _in_unraisable_hook = True
+    try:
+      _redelivering = True
+      threading.Timer(0.01, _thread.interrupt_main).start()
+    finally:
+      _in_unraisable_hook = False
     return
   sys.__unraisablehook__(unraisable)
 

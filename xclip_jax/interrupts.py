@@ -107,6 +107,8 @@ class StopRequests:
   def _handle(self, signum, frame) -> None:
     del frame
     name = signal.Signals(signum).name
+    if cli.redelivery_deferred():  # inside the unraisable hook: it comes again once the hook has returned
+      return
     if cli.taking_redelivery():  # a KeyboardInterrupt raised here was swallowed (a gc callback): raise it again
       if self._raised:
         raise KeyboardInterrupt
