@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from scripts import benchmark  # noqa: E402
 from scripts.benchmarking import protocol  # noqa: E402
+from xclip_jax import cli  # noqa: E402
 
 DTYPES = ("float32", "bfloat16")
 
@@ -114,7 +115,7 @@ def compare(args: argparse.Namespace, variant: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser("python scripts/compare_dtypes.py", __doc__)
   parser.add_argument("--variant", default="B/32", help="comma-separated variants (random weights)")
   parser.add_argument("--checkpoint", help="a model xclip_jax.load_model loads, instead of random weights")
   parser.add_argument("--video", nargs="+", help="--checkpoint: video files, folders or lists, as predict's --video")
@@ -133,4 +134,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, prog="compare_dtypes.py")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests import training_fixtures
+from tests import process_fixtures, training_fixtures
 from tests.training_fixtures import user_env
 from xclip_jax import cli
 from xclip_jax.zoo import registry
@@ -176,7 +176,8 @@ sys.exit(1)
 def test_a_ctrl_c_swallowed_in_a_gc_callback_is_raised_again_in_the_main_code():
   """The unraisable hook hands the KeyboardInterrupt back to the main thread once it has returned; raised inside
   the hook, it was lost again with an 'Exception ignored in sys.unraisablehook' traceback."""
-  run = subprocess.run([sys.executable, "-c", _SWALLOWED_CTRL_C], cwd=REPO, env=user_env(), capture_output=True,
-                       text=True, timeout=120)
+  with process_fixtures.sigint_not_ignored():  # as a terminal's job, even when the tests run in the background
+    run = subprocess.run([sys.executable, "-c", _SWALLOWED_CTRL_C], cwd=REPO, env=user_env(), capture_output=True,
+                         text=True, timeout=120)
   assert run.returncode == 0, run.stderr[-2000:]
   assert "Exception ignored" not in run.stderr, run.stderr[-2000:]
