@@ -26,7 +26,6 @@ _SEGMENT_FRAMES = 16
 
 def write_long_video(path: str, minutes: float, seed: int, size: int) -> int:
   """Streams `minutes` of 2 s synthetic clips of random demo classes into an H.264 file; returns its frames."""
-  import av
   import numpy as np
 
   from xclip_jax.data import synthetic
@@ -34,22 +33,16 @@ def write_long_video(path: str, minutes: float, seed: int, size: int) -> int:
   rng = np.random.default_rng(seed)
   shapes, motions = len(synthetic.SHAPES), len(synthetic.MOTIONS)
   total = int(round(minutes * 60 * _FPS))
-  written = 0
-  with av.open(path, mode="w") as container:
-    stream = container.add_stream("libx264", rate=_FPS)
-    stream.width = stream.height = size
-    stream.pix_fmt = "yuv420p"
-    stream.options = synthetic.x264_options()
+
+  def frames():
+    written = 0
     while written < total:
       clip = synthetic.render(int(rng.integers(shapes)), int(rng.integers(motions)), rng, size=size,
-                              frames=_SEGMENT_FRAMES, style="plain")
-      for frame in clip[: total - written]:
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-          container.mux(packet)
-        written += 1
-    for packet in stream.encode():
-      container.mux(packet)
-  return written
+                              frames=_SEGMENT_FRAMES, style="plain")[: total - written]
+      yield from clip
+      written += len(clip)
+
+  return synthetic.write_mp4(path, frames(), fps=_FPS)
 
 
 def measure(checkpoint: str, video: str, labels: str, window: float, stride: float, out: str) -> tuple[float, float]:

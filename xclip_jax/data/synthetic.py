@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -182,23 +183,33 @@ def x264_options(crf: int = 18, gop: int | None = None) -> dict[str, str]:
   return {**options, "x264-params": ":".join(params)} if params else options
 
 
-def write_mp4(path: str, frames: np.ndarray, fps: int = 8, crf: int = 18, gop: int | None = None) -> None:
-  """Encodes uint8 RGB frames as an H.264 mp4 with PyAV (even sizes required by yuv420p); the same frames give
-  the same bytes on every run."""
+def write_mp4(path: str, frames: Iterable[np.ndarray], fps: int = 8, crf: int = 18, gop: int | None = None) -> int:
+  """Encodes uint8 RGB frames (an array, or any iterable of (H, W, 3) frames, so a long video need not be held)
+  as an H.264 mp4 with PyAV (even sizes required by yuv420p); the same frames give the same bytes on every run.
+  Returns the number of frames written."""
+  import itertools
+
   import av
 
-  h, w = frames.shape[1:3]
+  frames = iter(frames)
+  first = next(frames, None)
+  if first is None:
+    raise ValueError(f"no frames to write to {path}")
+  h, w = first.shape[:2]
   if h % 2 or w % 2:
     raise ValueError(f"H.264 with yuv420p needs even frame sizes, got {w}x{h}")
+  written = 0
   with av.open(path, mode="w") as container:
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
     stream.options = x264_options(crf, gop)
-    for f in frames:
+    for f in itertools.chain([first], frames):
       for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
         container.mux(packet)
+      written += 1
     for packet in stream.encode():
       container.mux(packet)
+  return written
 
 
 def _slug(name: str) -> str:
