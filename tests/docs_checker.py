@@ -18,7 +18,6 @@ import importlib
 import pathlib
 import re
 import sys
-import warnings
 
 from tests.docs_commands import (
   SHELL_LANGUAGES,
@@ -130,23 +129,14 @@ def check_command(repo: pathlib.Path, command: Command) -> list[str]:
 
 
 def check_config(repo: pathlib.Path, flag_name: str, config_file: str, override: str | None = None) -> str | None:
-  """Loads the config file with its :args and applies the override with ml_collections, as main.py would."""
-  from absl import flags
-  from ml_collections import config_flags
+  """Loads the config file with its :args and applies the override as every command does (`cli.load_config`):
+  None, or the one-line error a user would see."""
+  from xclip_jax import cli
 
-  argv = ["docs", f"--{flag_name}={repo / config_file}", *([override] if override else [])]
-  values = flags.FlagValues()
-  config_flags.DEFINE_config_file(flag_name, None, "", flag_values=values, lock_config=True, sys_argv=argv)
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", DeprecationWarning)  # ml_collections loads config files with load_module
-      values(argv)
-      getattr(values, flag_name)
-  except Exception as error:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    if isinstance(error, (AttributeError, KeyError)) and override:
-      return f"no such field ({type(error).__name__}: {lines[-1] if lines else ''})"
-    return f"{type(error).__name__}: {lines[-1] if lines else ''}"
+    cli.load_config(str(repo / config_file), [override] if override else [], flag=flag_name)
+  except cli.UsageError as error:
+    return str(error).replace(f"{repo}/", "")
   return None
 
 

@@ -15,10 +15,12 @@ import pytest
 from tests import data_fixtures as F
 from tests import training_fixtures
 from xclip_jax import predict, pretrained
+from xclip_jax.inference import InferenceModel
 from xclip_jax.models import layers
 from xclip_jax.models.config import variant_config
 from xclip_jax.models.params import flat_params
 from xclip_jax.models.xclip import create_model
+from xclip_jax.tokenizer import tokenize
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's program")
 HLO_TYPE = {"bfloat16": "bf16", "float32": "f32"}
@@ -80,3 +82,19 @@ def test_predict_dtype_bfloat16_stays_close_to_float32(tmp_path, capsys):
   difference = np.abs(probabilities["bfloat16"] - probabilities["float32"])
   print(f"bf16 vs float32 probabilities: max |difference| {difference.max():.3g}")
   assert 0 < difference.max() < PROBABILITY_TOLERANCE  # bf16 really ran, and stayed close
+
+
+def test_inference_stores_bf16_weights_and_gives_the_same_logits():
+  """A bf16 model loaded for inference holds its products' weights rounded once (half the memory, no
+  conversion per call); every call rounded them anyway, so the logits must be bit-identical."""
+  config = variant_config("tiny", frames=training_fixtures.FRAMES, dtype="bfloat16", **training_fixtures.TINY_MODEL)
+  module = create_model(config, seed=0)
+  videos = jax.random.normal(jax.random.key(1), (2, config.num_frames, config.image_size, config.image_size, 3))
+  tokens = tokenize(["archery", "juggling balls", "surfing"], context_length=config.context_length)
+  want = jax.jit(lambda m, v, t: m(v, t))(module, videos, tokens)
+  model = InferenceModel(module)
+  kernels = {str(path): leaf.dtype for path, leaf in jax.tree_util.tree_leaves_with_path(model.state)
+             if "kernel" in str(path)}
+  assert kernels and set(kernels.values()) == {jnp.dtype(jnp.bfloat16)}, kernels
+  assert model.state["logit_scale"][...].dtype == jnp.float32  # only the products' weights change
+  np.testing.assert_array_equal(np.asarray(model(videos, tokens)), np.asarray(want))

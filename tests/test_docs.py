@@ -81,7 +81,8 @@ def test_checker_reports_each_kind_of_rot_in_this_repository():
       (13, "no such path 'scripts/renamed.py'"),
       (14, "no such module 'xclip_jax.renamed'"),
       (15, "unknown flag --frame for python -m xclip_jax.zoo download"),
-      (17, "config override --config.train.renamed=1 does not apply to configs/demo.py: no such field"),
+      (17, "config override --config.train.renamed=1 does not apply to configs/demo.py: --config.train.renamed: "
+           "configs/demo.py has no field train.renamed"),
       (17, "unknown flag --work_dir for python -m xclip_jax.main"),
       (19, "config override --config.model.overrides.video_position_init_std=0 does not apply"),
       (21, "config configs/kinetics.py:variant=B/16,renamed=1 does not load"),

@@ -19,7 +19,7 @@ from flax import nnx
 
 from xclip_jax import model_reader
 from xclip_jax.data import device_ops
-from xclip_jax.models import frame_count
+from xclip_jax.models import frame_count, layers
 from xclip_jax.models.config import ModelConfig
 from xclip_jax.models.params import flat_params, model_from_params
 from xclip_jax.models.xclip import XCLIP, VideoFeatures
@@ -36,7 +36,7 @@ class InferenceModel:
 
   def __init__(self, module: XCLIP):
     self.config: ModelConfig = module.config
-    self.graphdef, self.state = nnx.split(module)
+    self.graphdef, self.state = nnx.split(layers.store_weights_in_compute_dtype(module))
     graphdef = self.graphdef
     self._encode_text = jax.jit(lambda state, tokens: nnx.merge(graphdef, state).encode_text(tokens))
     self._encode_video = jax.jit(lambda state, videos: nnx.merge(graphdef, state).encode_video(videos))
@@ -101,8 +101,8 @@ def load_model(name_or_path: str | os.PathLike, *, frames: int | None = None, re
     frames: frames per clip for CLIP (openai: names and .pt files; default 8); for X-CLIP models, checked
       against the trained model when given.
     revision: branch, tag or commit of an HF hub repo (default main).
-    dtype: compute dtype ("float32" default; "bfloat16" for speed on accelerators, and for less CPU time on CPUs
-      with AVX512-BF16 or AMX: docs/performance.md#bfloat16-on-the-cpu).
+    dtype: compute dtype ("float32" default; "bfloat16" for speed on accelerators and on CPUs with AVX512-BF16
+      or AMX: docs/performance.md#bfloat16-on-the-cpu). In bf16 the products' weights are held in bf16.
     **overrides: run-time `ModelConfig` options such as `attention_implementation="xla"`.
   """
   found = model_reader.read_model(name_or_path, frames=frames, revision=revision)

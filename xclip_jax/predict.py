@@ -93,7 +93,7 @@ def _parser() -> cli.Parser:
   parser.add_argument("--batch-size", type=int, default=8, help="videos per device batch (default 8)")
   parser.add_argument("--workers", type=int, default=None, help="host threads decoding ahead (default: CPUs, <= 8)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: the model's); bfloat16 "
-                      "is faster on accelerators, cheaper in CPU time on CPUs with AVX512-BF16 (docs/performance.md)")
+                      "is faster on accelerators and on CPUs with AVX512-BF16 (docs/performance.md)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table (without --out)")
   parser.add_argument("--timeline", action="store_true", help="classify every window of each video (any length): one "

@@ -69,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dtype = "bfloat16"  # Compute dtype (parameters stay float32; LayerNorm/softmax/logits in float32).
   c.model.remat = False  # Recompute each block's activations in the backward pass (official USE_CHECKPOINT).
   c.model.drop_path_rate = 0.0  # Stochastic depth over the vision layers (official DROP_PATH_RATE: 0).
-  c.model.attention_implementation = "auto"  # "auto" (cuDNN on GPU for bf16), "xla" or "cudnn".
+  c.model.attention_implementation = "auto"  # "auto" (cuDNN on GPU for bf16, heads_first on CPU), "xla", ...
   c.model.scan_layers = False  # Stacked block parameters run by lax.scan: faster compilation, same results.
   # Ablations (paper Tab. 6): all three False = CLIP with mean pooling over frames.
   c.model.use_cross_frame = True

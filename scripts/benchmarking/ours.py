@@ -4,7 +4,8 @@ Training row: the project's own jitted train step (`xclip_jax.training.steps`), 
 already on device: uint8 frames normalised on device, smoothed one-hot targets (label smoothing 0.1, mixup
 off so that the peer computes the same loss), soft-target cross-entropy over the class logits, AdamW with
 the official parameter groups; text tower frozen with the class texts encoded once (unless train_text).
-Inference row: normalise + video tower + MIT + prompt generator + logits against the cached class texts.
+Inference row: normalise + video tower + MIT + prompt generator + logits against the cached class texts,
+the weights held as `xclip_jax.load_model` holds them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from xclip_jax import pretrained, sharding
 from xclip_jax.data import device_ops
 from xclip_jax.data.pipeline import global_batch
 from xclip_jax.evaluation import eval_steps
+from xclip_jax.models import layers
 from xclip_jax.models.config import variant_config
 from xclip_jax.training import optimizer, steps, train_state
 
@@ -86,6 +88,8 @@ class OursRunner(protocol.Runner):
       model_state = state.state["model"]
     else:
       _, model_state = train_state.place_model(config, params, mesh)
+      # As `xclip_jax.load_model` holds them for inference: half-precision products' weights stored rounded.
+      model_state = nnx.state(layers.store_weights_in_compute_dtype(nnx.merge(graphdef, model_state)))
     del params
     with jax.set_mesh(mesh):
       batch = global_batch({"video": inputs["videos"], "label": inputs["labels"]}, mesh)

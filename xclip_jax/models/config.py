@@ -19,6 +19,7 @@ DEFAULT_PROMPT_ALPHA = 0.1
 SUPPORTED_FRAMES = (8, 16, 32)
 
 # Fields that describe how the model runs, not what its parameters are.
+ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn", "heads_first")  # models/layers.py attention_backend
 RUNTIME_FIELDS = ("dtype", "remat", "drop_path_rate", "attention_implementation", "scan_layers")
 
 
@@ -69,7 +70,8 @@ class ModelConfig:
   dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"; parameters always stay float32.
   remat: bool = False  # rematerialise each transformer block in the backward pass.
   drop_path_rate: float = 0.0  # stochastic depth, linear schedule over vision layers (official: 0).
-  attention_implementation: str = "auto"  # "auto" (cuDNN on GPU when it applies), "xla" or "cudnn".
+  # "auto" (cuDNN on GPU when it applies, heads_first on CPU, else xla), "xla", "cudnn" or "heads_first".
+  attention_implementation: str = "auto"
   # Stack each tower's block parameters (leading layer axis) and run them with lax.scan: one compiled block
   # per tower instead of one per layer. Saved models and converters keep the per-layer layout.
   scan_layers: bool = False
@@ -84,8 +86,8 @@ class ModelConfig:
         (self.num_frames >= 1, "num_frames must be >= 1"),
         (self.video_position_init_std >= 0, "video_position_init_std must be >= 0 (0: official init)"),
         (self.dtype in ("float32", "bfloat16", "float16"), "dtype must be float32, bfloat16 or float16"),
-        (self.attention_implementation in ("auto", "xla", "cudnn"),
-         "attention_implementation must be auto, xla or cudnn"),
+        (self.attention_implementation in ATTENTION_IMPLEMENTATIONS,
+         f"attention_implementation must be one of {', '.join(ATTENTION_IMPLEMENTATIONS)}"),
         (0.0 <= self.drop_path_rate < 1.0, "drop_path_rate must be in [0, 1)"),
     ]
     for ok, message in checks:
