@@ -47,3 +47,18 @@ def test_auto_attention_is_heads_first_on_the_cpu_only():
   expected = "heads_first" if jax.default_backend() == "cpu" else "xla"
   assert layers.attention_backend("auto", jnp.float32, 64) == expected
   assert layers.attention_backend("xla", jnp.float32, 64) == "xla"  # what export asks for keeps jax.nn's
+
+
+def test_a_program_for_tpus_traced_on_a_cpu_host_takes_the_tpu_forms():
+  """A TPU plan is traced on a CPU host under a mesh of TPU devices (xclip_jax.plan): the CPU-only forms
+  (heads-first attention, bf16 products with their own gradient) follow the mesh's platform, not the host's."""
+  tpu = jax.sharding.AbstractDevice(device_kind="TPU v5 lite", num_cores=None, platform="tpu")
+  mesh = jax.sharding.AbstractMesh((1,), ("data",), abstract_device=tpu)
+  x, kernel = jnp.ones((4, 8), jnp.bfloat16), jnp.ones((8, 8), jnp.float32)
+  with jax.sharding.use_abstract_mesh(mesh):
+    assert layers.target_platform() == "tpu"
+    assert layers.attention_backend("auto", jnp.bfloat16, 64) == "xla"
+    traced = str(jax.make_jaxpr(lambda x, k: layers.matmul(x, k, jnp.bfloat16))(x, kernel))
+  assert "custom_vjp" not in traced, traced
+  if jax.default_backend() == "cpu":  # and without that mesh, this host's own forms
+    assert "custom_vjp" in str(jax.make_jaxpr(lambda x, k: layers.matmul(x, k, jnp.bfloat16))(x, kernel))

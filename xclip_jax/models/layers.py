@@ -87,6 +87,13 @@ def compute_dtype(name: str) -> jnp.dtype:
   return jnp.dtype(name)
 
 
+def target_platform() -> str:
+  """The platform the program being traced will run on: that of the mesh set with `jax.set_mesh` (a TPU plan
+  compiled on a CPU host runs on TPUs), else JAX's default backend. CPU-only forms key on this."""
+  device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+  return device.platform if device is not None else jax.default_backend()
+
+
 def matmul(x: jax.Array, kernel: jax.Array, dtype: jnp.dtype) -> jax.Array:
   """`x @ kernel` (`kernel` 2-D) in the compute dtype `dtype`.
 
@@ -97,7 +104,7 @@ def matmul(x: jax.Array, kernel: jax.Array, dtype: jnp.dtype) -> jax.Array:
   gradient is accumulated and returned in float32. Other backends and float32 keep the plain product.
   """
   x = x.astype(dtype)
-  if dtype == jnp.float32 or jax.default_backend() != "cpu":
+  if dtype == jnp.float32 or target_platform() != "cpu":
     return jnp.matmul(x, kernel.astype(dtype))
   return _cpu_half_matmul(x, kernel)
 
@@ -197,7 +204,7 @@ class MLP(nnx.Module):
 
 
 def attention_backend(requested: str, dtype: jnp.dtype, head_dim: int) -> str:
-  """Chooses `jax.nn.dot_product_attention`'s implementation.
+  """Chooses the attention's implementation: ours (`heads_first`) or one of `jax.nn.dot_product_attention`'s.
 
   "auto" picks cuDNN's fused kernel on GPU for half-precision inputs and head sizes it supports, the
   heads-first products (`heads_first_attention`) on CPU, and XLA's implementation everywhere else (TPU,
@@ -205,10 +212,10 @@ def attention_backend(requested: str, dtype: jnp.dtype, head_dim: int) -> str:
   """
   if requested != "auto":
     return requested
-  if (jax.default_backend() == "gpu" and dtype in (jnp.bfloat16, jnp.float16)
-      and head_dim % 8 == 0 and head_dim <= 128):
+  platform = target_platform()
+  if platform == "gpu" and dtype in (jnp.bfloat16, jnp.float16) and head_dim % 8 == 0 and head_dim <= 128:
     return "cudnn"
-  return "heads_first" if jax.default_backend() == "cpu" else "xla"
+  return "heads_first" if platform == "cpu" else "xla"
 
 
 def heads_first_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool = False) -> jax.Array:
