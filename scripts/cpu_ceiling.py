@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from scripts import benchmark  # noqa: E402
 from scripts.benchmarking import protocol  # noqa: E402
-from xclip_jax import cli  # noqa: E402
+from xclip_jax import cli, storage  # noqa: E402
 from xclip_jax.models.config import variant_config  # noqa: E402
 
 # (name, count per block, m, k, n, form): an (m, k) x (k, n) product. Form "nn": both operands stored as
@@ -52,9 +52,8 @@ WEIGHT_GRADIENTS = [("q/k/v/out dw", 4, "W", "R", "W", "tn"), ("mlp up dw", 1, "
 ROW_PRODUCTS = {"infer": FORWARD, "train": FORWARD + INPUT_GRADIENTS + WEIGHT_GRADIENTS}
 
 
-def block_shapes(variant: str, frames: int, batch: int) -> dict[str, int]:
-  config = variant_config(variant, frames=frames)
-  return {"R": batch * frames * (config.grid_size ** 2 + 1), "W": config.vision_width,
+def block_shapes(config, batch: int) -> dict[str, int]:
+  return {"R": batch * config.num_frames * (config.grid_size ** 2 + 1), "W": config.vision_width,
           "4W": config.vision_mlp_dim}
 
 
@@ -123,6 +122,15 @@ LIBRARIES = [("xla", "float32"), ("torch", "float32"), ("numpy", "float32"), ("x
              ("torch", "bfloat16")]
 
 
+def benchmark_results(parser, path: str) -> list[dict]:
+  """The `results` of a `scripts/benchmark.py --json` file (local or gs://); a file that is not one is a
+  one-line error naming it."""
+  try:
+    return json.loads(storage.path(path).read_text())["results"]
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    parser.error(f"--benchmark-json {path}: not a scripts/benchmark.py --json file ({type(error).__name__}: {error})")
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = cli.parser("python scripts/cpu_ceiling.py", __doc__)
   parser.add_argument("--variant", default="B/32", help="comma-separated variants")
@@ -136,18 +144,26 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--per-product", action="store_true", help="also print each product's rate (training row)")
   args = parser.parse_args(argv)
   libraries = [tuple(item.split(":")) for item in args.libraries.split(",")]
-  print(f"host: {os.cpu_count()} x {protocol.host_cpu()}; load average (1 min) {os.getloadavg()[0]:.2f}")
-  measured = [r for path in args.benchmark_json for r in json.loads(pathlib.Path(path).read_text())["results"]]
+  if unknown := [":".join(pair) for pair in libraries if pair not in LIBRARIES]:  # numpy has no bf16 product
+    parser.error(f"--libraries: unknown {unknown}; choose from {', '.join(f'{lib}:{dt}' for lib, dt in LIBRARIES)}")
+  measured = [r for path in args.benchmark_json for r in benchmark_results(parser, path)]
+  configs = {}
   for variant in args.variant.split(","):
-    shapes = block_shapes(variant, args.frames, args.batch)
-    config = variant_config(variant, frames=args.frames)
+    try:
+      configs[variant] = variant_config(variant, frames=args.frames)
+    except ValueError as error:
+      parser.error(f"--variant {variant}: {error}")
+  print(f"host: {os.cpu_count()} x {protocol.host_cpu()}; load average (1 min) {os.getloadavg()[0]:.2f}")
+  for variant, config in configs.items():
+    shapes = block_shapes(config, args.batch)
     print(f"\n{variant}-{args.frames}, batch {args.batch}: block products with R={shapes['R']}, W={shapes['W']}, "
           f"4W={shapes['4W']}")
     print("| row | library | dtype | GFLOP/s | floor ms/step (step FLOPs at this rate) |")
     print("|---|---|---|---|---|")
     best_float32 = {}
+    flops = {row: benchmark.model_flops_per_step(config, row, args.batch, args.classes, train_text=False)
+             for row in ROW_PRODUCTS}
     for row, products in ROW_PRODUCTS.items():
-      flops = benchmark.model_flops_per_step(config, row, args.batch, args.classes, train_text=False)
       for library, dtype in libraries:
         each = [] if args.per_product and row == "train" else None
         rate = block_rate(library, dtype, shapes, products, args.repeats, each)
@@ -155,12 +171,11 @@ def main(argv: list[str] | None = None) -> int:
           print(f"|   {name} ({form}) | {library} | {dtype} | {product_rate:.1f} | |")
         if dtype == "float32":
           best_float32[row] = max(best_float32.get(row, 0.0), rate)
-        print(f"| {row} | {library} | {dtype} | {rate:.1f} | {flops / rate / 1e6:.4g} |", flush=True)
+        print(f"| {row} | {library} | {dtype} | {rate:.1f} | {flops[row] / rate / 1e6:.4g} |", flush=True)
     for r in measured:
       if r["model"] != f"{variant}-{args.frames}" or r["batch"] != args.batch:
         continue
-      floor_ms = benchmark.model_flops_per_step(config, r["row"], args.batch, args.classes, False) \
-          / best_float32[r["row"]] / 1e6
+      floor_ms = flops[r["row"]] / best_float32[r["row"]] / 1e6
       print(f"measured {r['row']} {r['framework']} {r['dtype']}: {r['ms_per_step']:.0f} ms/step, "
             f"{r['ms_per_step'] / floor_ms:.2f}x the float32 floor ({floor_ms:.4g} ms)"
             + ("" if r["framework"] == "ours" or r["dtype"] != "float32" else

@@ -67,3 +67,16 @@ def test_cpu_ceiling_prints_each_librarys_rate_and_the_floor_a_measured_step_is_
                              out).group(1))
   assert floor_ms == pytest.approx(flops / best / 1e6, rel=0.05)  # the rates are printed rounded
   assert "the most a float32 implementation could gain over it here" in out
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--libraries", "numpy:bfloat16"], "--libraries: unknown ['numpy:bfloat16']; choose from xla:float32"),
+    (["--benchmark-json", "nowhere.json"], "--benchmark-json nowhere.json: not a scripts/benchmark.py --json file"),
+    (["--variant", "B/33"], "--variant B/33: "),
+])
+def test_cpu_ceiling_refuses_bad_input_in_one_line_naming_it(flags, message, capsys):
+  with pytest.raises(SystemExit) as exit_:
+    cpu_ceiling.main(flags)
+  assert exit_.value.code == 2
+  err = capsys.readouterr().err
+  assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -67,7 +67,9 @@ class ModelConfig:
   use_mit: bool = True
   use_prompt: bool = True
   # Run-time options (do not change parameter shapes).
-  dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"; parameters always stay float32.
+  # Compute dtype: "float32" or "bfloat16". Parameters stay float32; only a model loaded for inference holds
+  # its products' weights in this dtype (layers.store_weights_in_compute_dtype).
+  dtype: str = "float32"
   remat: bool = False  # rematerialise each transformer block in the backward pass.
   drop_path_rate: float = 0.0  # stochastic depth, linear schedule over vision layers (official: 0).
   # "auto" (cuDNN on GPU when it applies, heads_first on CPU, else xla), "xla", "cudnn" or "heads_first".
