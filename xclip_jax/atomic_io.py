@@ -9,14 +9,21 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 
 
 def _staging_prefix(output: pathlib.Path, kind: str = "tmp") -> str:
   """Temporary siblings are named `.<name>.<kind>-<pid>-<random>`: whose they are is in the name."""
   return f".{output.name}.{kind}-{os.getpid()}-"
+
+
+def _staging_name(output: pathlib.Path, kind: str = "tmp", suffix: str = "") -> pathlib.Path:
+  """A fresh sibling name (64 random bits after the pid), chosen before anything is created: each writer creates
+  it inside the `try` that deletes it, so a Ctrl-C between creating and guarding it cannot leave it behind (with
+  tempfile.mkstemp the file existed before the guard did)."""
+  return output.parent / f"{_staging_prefix(output, kind)}{secrets.token_hex(8)}{suffix}"
 
 
 def _alive(pid: int) -> bool:
@@ -50,6 +57,23 @@ def remove_stale_siblings(output: str | os.PathLike) -> list[pathlib.Path]:
   return removed
 
 
+def _remove(path: pathlib.Path) -> None:
+  """Deletes the file or folder `path` (if there) even when a Ctrl-C lands meanwhile; that KeyboardInterrupt is
+  raised once it is gone. Cleaning up takes milliseconds, and a cleanup cut off would leave the staging behind."""
+  interrupted = None
+  while True:
+    try:
+      if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        path.unlink(missing_ok=True)
+      break
+    except KeyboardInterrupt as e:
+      interrupted = e
+  if interrupted is not None:
+    raise interrupted
+
+
 @contextlib.contextmanager
 def atomic_directory(output: str | os.PathLike, overwrite: bool = False) -> Iterator[pathlib.Path]:
   """Yields a temporary sibling directory that replaces `output` only if the block succeeds.
@@ -66,21 +90,37 @@ def atomic_directory(output: str | os.PathLike, overwrite: bool = False) -> Iter
                           f"replace it.")
   output.parent.mkdir(parents=True, exist_ok=True)
   remove_stale_siblings(output)
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=_staging_prefix(output), dir=output.parent))
+  staging = _staging_name(output)
   try:
+    staging.mkdir()
     yield staging
     if output.exists():
       if not overwrite and any(output.iterdir()):  # written by someone else meanwhile
         raise FileExistsError(f"{output} appeared while writing; not overwriting it.")
-      backup = pathlib.Path(tempfile.mkdtemp(prefix=_staging_prefix(output, "old"), dir=output.parent))
-      output.rename(backup / "previous")
-      staging.rename(output)
-      shutil.rmtree(backup, ignore_errors=True)
+      _swap_in(staging, output)
     else:
       staging.rename(output)
   except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
+    _remove(staging)
     raise
+
+
+def _swap_in(staging: pathlib.Path, output: pathlib.Path) -> None:
+  """Replaces the directory `output` by `staging` (two renames: directories cannot be swapped in one). If either
+  rename is cut off (Ctrl-C, an error), the previous `output` is put back, so it is never lost in between."""
+  backup = _staging_name(output, "old")
+  previous = backup / "previous"
+  try:
+    backup.mkdir()
+    output.rename(previous)
+    staging.rename(output)
+  except BaseException:
+    if previous.exists() and not output.exists():
+      previous.rename(output)
+    raise
+  finally:
+    if output.exists():  # the new one, or the previous one put back: nothing in the backup folder is needed
+      _remove(backup)
 
 
 @contextlib.contextmanager
@@ -94,16 +134,15 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[pathli
   path = pathlib.Path(path).absolute()
   path.parent.mkdir(parents=True, exist_ok=True)
   remove_stale_siblings(path)
-  fd, name = tempfile.mkstemp(prefix=_staging_prefix(path), suffix=suffix, dir=path.parent)
-  os.close(fd)
-  staging = pathlib.Path(name)
+  staging = _staging_name(path, suffix=suffix)
   try:
+    os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     yield staging
-    # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644.
+    # The staging file is private (0600); give it the mode the old file had, or the usual 0644.
     os.chmod(staging, path.stat().st_mode & 0o777 if path.exists() else 0o644)
     os.replace(staging, path)
   finally:
-    staging.unlink(missing_ok=True)
+    _remove(staging)
 
 
 @contextlib.contextmanager

@@ -96,6 +96,6 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, label
 
 
 def _readable(folder: pathlib.Path) -> None:
-  """Modes a server can read: the staging folder is private (mkdtemp) and onnx writes .data files 0600."""
+  """Modes a server can read, whatever the umask made them: onnx writes its .data files 0600."""
   for path in [folder, *folder.rglob("*")]:
     path.chmod(0o755 if path.is_dir() else 0o644)
