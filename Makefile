@@ -28,8 +28,10 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(PY) -m xclip_jax.main --config configs/demo.py --workdir runs/demo
 
+# Two pytest workers (pytest-xdist), each taking whole test files: most tests wait on subprocesses or on one-threaded
+# compiles, so a second worker uses the idle core (timings: README). PYTEST_ARGS="-n 0" runs them in one process.
 test: install-dev
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS) tests
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,6 @@
 """grain pipelines on real files: shapes, determinism, resume, bad videos, evaluation views, ArrayRecord, TFDS."""
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -193,6 +194,28 @@ def test_eval_counts_every_video_once_and_reports_failures(tmp_path):
   video = np.concatenate([x["video"] for x in batches])[good]
   for crop in range(3):
     np.testing.assert_array_equal(video[crop * 2], video[0])  # Crops of a flat frame are identical.
+
+
+def test_evaluation_batches_are_the_same_in_workers_and_a_one_batch_pass_starts_none(syn_dir):
+  """Passes of several batches are built in worker processes, a pass of one in this process (a worker would
+  build that one batch alone after seconds of start-up): the batches are the same either way."""
+  def pass_of(**kw):
+    it = pipeline.make_eval_iterator(_cfg(syn_dir, **kw), clips=2, process_index=0, process_count=1)
+    first = next(it)
+    workers = len(multiprocessing.active_children())
+    rest = list(it)
+    it.close()
+    return [first, *rest], workers
+
+  in_workers, workers = pass_of(num_workers=2)  # 16 val videos, batches of 6: 3 batches
+  in_process, _ = pass_of(num_workers=0)
+  assert len(in_workers) == len(in_process) == 3 and workers == 2
+  one_batch, workers = pass_of(num_workers=2, eval_batch_size=16)
+  assert len(one_batch) == 1 and workers == 0
+  for name in one_batch[0]:
+    stacked = np.concatenate([b[name] for b in in_workers])
+    np.testing.assert_array_equal(stacked, np.concatenate([b[name] for b in in_process]))
+    np.testing.assert_array_equal(stacked[:16], one_batch[0][name][:16])
 
 
 def test_global_batch_on_a_mesh(syn_dir):

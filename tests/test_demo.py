@@ -32,7 +32,8 @@ def test_shortened_demo_end_to_end(tmp_path):
   """Through scripts/demo_seeds.py (one seed), as docs/demo.md measures the demo."""
   root = tmp_path / "seeds"
   command = [sys.executable, str(training_fixtures.REPO / "scripts" / "demo_seeds.py"), "--seeds", "1",
-             "--config", f"{training_fixtures.REPO / 'configs' / 'demo.py'}:shrink=true", "--workdir", str(root)]
+             "--config", f"{training_fixtures.REPO / 'configs' / 'demo.py'}:shrink=true", "--workdir", str(root),
+             "--", *training_fixtures.SMALL_DEMO_DATA]
   result = subprocess.run(command, cwd=training_fixtures.REPO, env=training_fixtures.subprocess_env(),
                           capture_output=True, text=True, timeout=900, check=False)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]

@@ -24,16 +24,12 @@ from tests import training_fixtures
 from tests.process_fixtures import LoggedProcess
 from xclip_jax.training.checkpointing import load_model_params
 
-# The shrunk demo (20 supervised steps, a checkpoint every 10) on a smaller synthetic dataset: the same code path,
-# seconds per phase instead of a minute.
-SMALL_DATA = ("--config.demo.synthetic.train_per_class=8", "--config.demo.synthetic.val_per_class=2",
-              "--config.demo.synthetic.zero_shot_per_class=2", "--config.demo.synthetic.few_shot_train_per_class=4")
 STAGES = ("supervised", "few_shot")
 
 
 def _command(workdir) -> list[str]:
   return [sys.executable, "-m", "xclip_jax.main", f"--config={training_fixtures.REPO / 'configs' / 'demo.py'}"
-          ":shrink=true", f"--workdir={workdir}", *SMALL_DATA]
+          ":shrink=true", f"--workdir={workdir}", *training_fixtures.SMALL_DEMO_DATA]
 
 
 def _env(perturb: int, cache_dir=None) -> dict[str, str]:

@@ -175,8 +175,8 @@ def demo_reference(gcs):
   """The shrunk demo, uninterrupted, workdir in the bucket (its data generated there, under the workdir)."""
   workdir = f"gs://{BUCKET}/demo_reference"
   started = time.perf_counter()
-  result = _run([sys.executable, "-m", "xclip_jax.main", f"--config={DEMO}", f"--workdir={workdir}"], gcs,
-                timeout=900)
+  result = _run([sys.executable, "-m", "xclip_jax.main", f"--config={DEMO}", f"--workdir={workdir}",
+                 *training_fixtures.SMALL_DEMO_DATA], gcs, timeout=900)
   print(f"uninterrupted demo: {time.perf_counter() - started:.0f} s")
   return workdir, result
 
@@ -207,6 +207,7 @@ def test_demo_on_a_bucket_killed_and_resumed_ends_with_the_uninterrupted_paramet
   reference, _ = demo_reference
   workdir = f"gs://{BUCKET}/demo_killed"
   command = [sys.executable, "-m", "xclip_jax.main", f"--config={DEMO}", f"--workdir={workdir}",
+             *training_fixtures.SMALL_DEMO_DATA,
              f"--config.data.synthetic_dir={reference}/data"]  # the reference's videos: no second upload
   log_path = tmp_path / "first.log"
   started = time.perf_counter()
@@ -251,7 +252,7 @@ def test_predict_reads_and_writes_the_bucket(gcs, demo_reference):
   rows = storage.path(out).read_text().splitlines()
   listed = sorted(os.fspath(p) for p in storage.files_under(videos) if p.suffix == ".mp4")
   assert rows[0] == "path,status,message,label_1,probability_1,label_2,probability_2"
-  assert sorted(r.split(",")[0] for r in rows[1:]) == listed and len(listed) == 40
+  assert sorted(r.split(",")[0] for r in rows[1:]) == listed and len(listed) == 4 * 2  # classes x val_per_class
   assert all(r.split(",")[1] == "ok" for r in rows[1:])
   assert predict.main(["--checkpoint", f"{reference}/supervised", "--video", videos, "--labels", "a,b",
                        "--out", "gs://no-such-bucket-x/p.csv"]) == 1  # refused before the work

@@ -15,7 +15,6 @@ import time
 
 from tests import data_fixtures as F
 from tests import process_fixtures, search_fixtures, training_fixtures
-from tests.test_exact_runs import SMALL_DATA
 
 VIDEOS = 24  # of the frame-shard build, one a shard
 DEMO_STOPPED = ("xclip_jax.main: stopped by Ctrl-C; what was complete is kept (checkpoints, generated data, frame "
@@ -100,7 +99,7 @@ def test_ctrl_c_stops_the_demo_while_it_makes_its_data_keeping_what_is_complete(
   as frame shards: exit 130 within seconds, one line, no staging folder left; the finished videos are kept."""
   workdir = tmp_path / "work"
   command = [sys.executable, "-m", "xclip_jax.main", "--config", "configs/demo.py:shrink=true", "--workdir",
-             str(workdir), *SMALL_DATA]
+             str(workdir), *training_fixtures.SMALL_DEMO_DATA]
   phases = (
       ("data generation", lambda: any(workdir.glob(".data.tmp-*/videos/*/*/*.mp4")),
        lambda: not (workdir / "data").exists()),

@@ -18,6 +18,11 @@ TINY_MODEL = dict(image_size=32, patch_size=16, vision_width=64, vision_layers=2
                   text_width=32, text_layers=1, text_heads=1, text_mlp_dim=64, embed_dim=32, mit_heads=1,
                   mit_mlp_dim=64, prompt_heads=1)
 FRAMES = 4
+# The shrunk demo (`configs/demo.py:shrink=true`) on a smaller synthetic dataset: the same code path, seconds per
+# phase instead of a minute. Flags for xclip_jax.main; zero-shot and few-shot val sets get 2 videos per class.
+SMALL_DEMO_DATA = ("--config.demo.synthetic.train_per_class=8", "--config.demo.synthetic.val_per_class=2",
+                   "--config.demo.synthetic.zero_shot_per_class=2",
+                   "--config.demo.synthetic.few_shot_train_per_class=4")
 
 
 def make_dataset(directory: pathlib.Path) -> pathlib.Path:

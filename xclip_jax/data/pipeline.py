@@ -18,6 +18,7 @@ Interfaces used by the training code:
   (`xclip_jax.data.views`), crop-major (official layout: view v = crop * clips + clip), padding rows marked.
   Every process yields the same number of batches (padding), so multi-host evaluation stays in lockstep.
   Count accuracy over valid rows: correct = valid & decode_ok & (pred == label); denominator = valid.sum().
+  A pass of one batch per process is built in this process, longer ones in `data.num_workers` workers.
 * `global_batch(local_batch, mesh, batch_axes=("data", "fsdp"))` -> dict of global `jax.Array`s built
   with `jax.make_array_from_process_local_data`, batch dimension sharded over the mesh axes present.
 """
@@ -147,12 +148,14 @@ def _local_batch(global_batch: int, process_count: int, what: str) -> int:
   return global_batch // process_count
 
 
-def _to_iter(ds: grain.MapDataset, cfg) -> grain.IterDataset:
+def _to_iter(ds: grain.MapDataset, cfg, workers: int | None = None) -> grain.IterDataset:
+  """`workers`: worker processes (default `cfg.num_workers`; 0: batches are built in this process)."""
+  workers = int(cfg.num_workers) if workers is None else workers
   # grain's default ReadOptions (16 threads, 500 buffered elements) would run 16 decoders per worker and
   # buffer up to 500 *batches* of decoded video per worker; keep both explicit and small.
   read = grain.ReadOptions(num_threads=max(int(cfg.read_threads), 1), prefetch_buffer_size=max(int(cfg.prefetch), 1))
   it = ds.to_iter_dataset(read)
-  if int(cfg.num_workers) > 0:
+  if workers > 0:
     _release_shared_memory_at_exit()
     # grain's worker processes read absl flags; outside `absl.app.run` (tests, notebooks) use their defaults.
     from absl import flags
@@ -160,7 +163,7 @@ def _to_iter(ds: grain.MapDataset, cfg) -> grain.IterDataset:
     if not flags.FLAGS.is_parsed():
       flags.FLAGS.mark_as_parsed()
     # Workers end within a second of this process, even when it is killed with SIGKILL (issue 16 item 7).
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(cfg.num_workers),
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
                                                      per_worker_buffer_size=max(int(cfg.prefetch), 1)),
                         worker_init_fn=worker_lifetime.ExitWithParent())
   return it
@@ -269,8 +272,10 @@ def make_train_iterator(data_cfg, *, split: str = "train", seed: int | None = No
 class EvalIterator:
   """One pass of evaluation batches; records which videos failed to decode (index, name)."""
 
-  def __init__(self, inner, source, num_batches: int, num_videos: int, bad_log: bad_videos.BadVideoLog):
+  def __init__(self, inner, source, num_batches: int, num_videos: int, bad_log: bad_videos.BadVideoLog,
+               workers: int = 0):
     self._inner = inner
+    self._workers = workers  # worker processes building the batches (0: this process)
     self.bad_log = bad_log
     self.source = source
     self.num_batches = num_batches  # Same on every process.
@@ -293,10 +298,12 @@ class EvalIterator:
     return batch
 
   def close(self) -> None:
-    """Stops the worker processes (a pass cut short by `max_batches` leaves batches in flight)."""
+    """Stops the worker processes (a pass cut short by `max_batches` leaves batches in flight) and frees their
+    shared memory (a garbage collection: a pass built in this process has none to free)."""
     if hasattr(self._inner, "close"):
       self._inner.close()
-    release_shared_memory()
+    if self._workers:
+      release_shared_memory()
 
 
 def make_eval_iterator(data_cfg, *, split: str = "val", clips: int = 1, crops: int = 1,
@@ -318,7 +325,11 @@ def make_eval_iterator(data_cfg, *, split: str = "val", clips: int = 1, crops: i
   reader = _ClipReader(source, host, data_cfg, train=False, clips=clips, crops=crops)
   ds = grain.MapDataset.range(num_batches * local_b).map(_EvalMap(reader)).batch(local_b)
   bad_log = bad_videos.for_path(data_cfg.bad_video_log, process_index, process_count)
-  iterator = EvalIterator(iter(_to_iter(ds, data_cfg)), source, num_batches, len(host), bad_log)
+  # A pass of one batch is built in this process: grain gives a batch to one worker, which would build that
+  # same batch alone after seconds of start-up (and a second or two of shutting down), with nothing to overlap.
+  # The batches are the same either way (`tests/test_frame_shards.py`).
+  workers = 0 if num_batches == 1 else int(data_cfg.num_workers)
+  iterator = EvalIterator(iter(_to_iter(ds, data_cfg, workers)), source, num_batches, len(host), bad_log, workers)
   iterator.videos_in_split = len(split_source)
   return iterator
 
