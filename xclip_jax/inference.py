@@ -38,9 +38,13 @@ class InferenceModel:
     self.config: ModelConfig = module.config
     self.graphdef, self.state = nnx.split(layers.store_weights_in_compute_dtype(module))
     graphdef = self.graphdef
-    self._encode_text = jax.jit(lambda state, tokens: nnx.merge(graphdef, state).encode_text(tokens))
-    self._encode_video = jax.jit(lambda state, videos: nnx.merge(graphdef, state).encode_video(videos))
-    self._logits = jax.jit(lambda state, video, text: nnx.merge(graphdef, state).logits(video, text))
+    options = layers.inference_compiler_options(self.config.dtype)  # those of main's evaluation programs
+    self._encode_text = jax.jit(lambda state, tokens: nnx.merge(graphdef, state).encode_text(tokens),
+                                compiler_options=options)
+    self._encode_video = jax.jit(lambda state, videos: nnx.merge(graphdef, state).encode_video(videos),
+                                 compiler_options=options)
+    self._logits = jax.jit(lambda state, video, text: nnx.merge(graphdef, state).logits(video, text),
+                           compiler_options=options)
 
   @property
   def module(self) -> XCLIP:

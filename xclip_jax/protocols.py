@@ -40,7 +40,7 @@ def _evaluation_model(config: ml_collections.ConfigDict, workdir: epath.Path):
                                  f"empty.")
   mesh = sharding.make_mesh(config.mesh)
   graphdef, state = train_state.place_model(chosen.model_config, chosen.params, mesh)
-  return chosen.config, chosen.model_config, Evaluator(graphdef, mesh), state
+  return chosen.config, chosen.model_config, Evaluator(graphdef, mesh, dtype=chosen.model_config.dtype), state
 
 
 def run_supervised(config: ml_collections.ConfigDict, workdir: epath.Path,

@@ -110,7 +110,8 @@ class OursRunner(protocol.Runner):
         model = nnx.merge(graphdef, model_state)
         return model(device_ops.normalize(videos, model.dtype), text_features=text_features)
 
-      function = jax.jit(infer)
+      # The compile options of xclip_jax.load_model's programs (Eigen's float32 products on a CPU).
+      function = jax.jit(infer, compiler_options=layers.inference_compiler_options(config.dtype))
       self.lower = lambda: function.lower(model_state, batch["video"], text)
     # Compiled ahead of time, so that compilation and the first step are timed apart.
     start = time.perf_counter()

@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 from xclip_jax import sharding
 from xclip_jax.data import batches, pipeline
 from xclip_jax.evaluation import eval_steps, scoring
+from xclip_jax.models import layers
 from xclip_jax.tokenizer import tokenize
 
 
@@ -57,10 +58,14 @@ class Evaluator:
   `state` arguments are the model's nnx state (`TrainState.state["model"]`, or `model_state(...)`).
   """
 
-  def __init__(self, model_graphdef: nnx.GraphDef, mesh: Mesh):
+  def __init__(self, model_graphdef: nnx.GraphDef, mesh: Mesh, *, dtype: str):
     self.mesh = mesh
-    self._step = jax.jit(eval_steps.make_eval_step(model_graphdef), out_shardings=sharding.replicated(mesh))
-    self._encode = jax.jit(eval_steps.make_text_encoder(model_graphdef), out_shardings=sharding.replicated(mesh))
+    # The options predict's programs take too (layers.inference_compiler_options): the same numbers from both.
+    options = layers.inference_compiler_options(dtype, mesh.devices.flat[0].platform)
+    self._step = jax.jit(eval_steps.make_eval_step(model_graphdef), out_shardings=sharding.replicated(mesh),
+                         compiler_options=options)
+    self._encode = jax.jit(eval_steps.make_text_encoder(model_graphdef), out_shardings=sharding.replicated(mesh),
+                           compiler_options=options)
     # Runs start on every process together (multi-process runs; see `sharding.ProcessAligned`).
     self._run_step = sharding.ProcessAligned(self._step, "eval step")
     self._run_encode = sharding.ProcessAligned(self._encode, "text encoder")

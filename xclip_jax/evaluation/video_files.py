@@ -215,13 +215,16 @@ def _load(video: Video, spec: views.ViewSpec) -> tuple[np.ndarray | None, str | 
 
 
 @functools.lru_cache(maxsize=8)
-def _probability_step(graphdef):
-  """The evaluator's probability step (softmax averaged over views), jitted once per model structure."""
+def _probability_step(graphdef, dtype: str):
+  """The evaluator's probability step (softmax averaged over views), jitted once per model structure, with the
+  evaluator's compile options."""
   import jax
 
   from xclip_jax.evaluation import eval_steps
+  from xclip_jax.models import layers
 
-  return jax.jit(eval_steps.make_probability_step(graphdef))
+  return jax.jit(eval_steps.make_probability_step(graphdef),
+                 compiler_options=layers.inference_compiler_options(dtype))
 
 
 def iter_classify_videos(model, videos: Sequence[Video], class_names: Sequence[str], *, clips: int = 1,
@@ -240,7 +243,7 @@ def iter_classify_videos(model, videos: Sequence[Video], class_names: Sequence[s
                         multiview_sampling=multiview_sampling)
   text = model.encode_text(xclip_jax.tokenize(list(class_names), context_length=config.context_length,
                                               truncate=True))
-  step = _probability_step(model.graphdef)
+  step = _probability_step(model.graphdef, config.dtype)
   workers = workers or min(8, os.cpu_count() or 1)
   bar = _progress_bar(len(videos), progress)
   empty = spec.empty()

@@ -7,6 +7,7 @@ statistics and attention softmax are always computed in float32.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -92,6 +93,37 @@ def target_platform() -> str:
   compiled on a CPU host runs on TPUs), else JAX's default backend. CPU-only forms key on this."""
   device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
   return device.platform if device is not None else jax.default_backend()
+
+
+# XLA:CPU gives matrix products to YNNPACK by default. At this model's shapes its float32 products run at 111-161
+# GFLOP/s where XLA's Eigen products reach 182-189 (a Zen 4, scripts/cpu_ceiling.py), while its bf16 ones use
+# AVX512-BF16 and are the fast ones: float32 inference programs take Eigen's (docs/performance.md).
+EIGEN_PRODUCTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def inference_compiler_options(dtype: str | jnp.dtype, platform: str | None = None) -> dict[str, str] | None:
+  """XLA options for an inference or evaluation program of compute dtype `dtype` on `platform` (default:
+  `target_platform()`): Eigen's products for float32 on a CPU, else none (`jax.jit(..., compiler_options=)`).
+
+  Every program that computes the probabilities a user compares (predict, main's evaluation, search, the
+  notebook) takes the same options, so they give the same numbers. Training programs keep XLA's default: no
+  measured gain there. An XLA that does not know the option (a later JAX) gets none.
+  """
+  platform = target_platform() if platform is None else platform
+  if platform != "cpu" or jnp.dtype(dtype) != jnp.float32 or not _cpu_knows(tuple(EIGEN_PRODUCTS)):
+    return None
+  return dict(EIGEN_PRODUCTS)
+
+
+@functools.cache
+def _cpu_knows(options: tuple[str, ...]) -> bool:
+  """Whether this XLA:CPU accepts these compile options (one tiny compile, once per process)."""
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=dict.fromkeys(options, "")).lower(
+        jax.ShapeDtypeStruct((), jnp.float32)).compile()
+  except jax.errors.JaxRuntimeError:
+    return False
+  return True
 
 
 def matmul(x: jax.Array, kernel: jax.Array, dtype: jnp.dtype) -> jax.Array:

@@ -53,7 +53,7 @@ def measure_train_step(config: ml_collections.ConfigDict, mesh: Any, num_classes
   if step_config.train_text:
     text_inputs = jax.device_put(tokens, sharding.replicated(mesh))
   else:
-    evaluator = Evaluator(train_state.model_graphdef(model_config), mesh)
+    evaluator = Evaluator(train_state.model_graphdef(model_config), mesh, dtype=model_config.dtype)
     with jax.set_mesh(mesh):
       text_inputs = evaluator.text_encoder(state.state["model"], tokens)
   key = jax.random.key(seed)

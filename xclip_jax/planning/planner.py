@@ -127,7 +127,7 @@ def build_programs(config: ml_collections.ConfigDict, mesh: Any, num_classes: in
   trainable = optimizer.trainable_filter(bool(config.train.train_text))
   state = train_state.abstract_initial_state(model_config, tx, trainable, mesh)
   step_config = programs.train_step_config(config, num_classes, mesh)
-  evaluator = Evaluator(train_state.model_graphdef(model_config), mesh)
+  evaluator = Evaluator(train_state.model_graphdef(model_config), mesh, dtype=model_config.dtype)
   model_state = state.state["model"]
   parameters = _per_chip_bytes(model_state)
   optimizer_bytes = _per_chip_bytes(state.state["optimizer"])

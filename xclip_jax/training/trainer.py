@@ -92,7 +92,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
     state.state = restored
     logging.info("Resumed from %s at step %d", checkpointer.directory / str(latest), state.step)
 
-  evaluator = Evaluator(train_state.model_graphdef(model_config), mesh)
+  evaluator = Evaluator(train_state.model_graphdef(model_config), mesh, dtype=model_config.dtype)
   step_config = programs.train_step_config(config, len(class_names), mesh)
   train_step = sharding.ProcessAligned(
       programs.jit_train_step(state.graphdef, state.shardings, trainable, step_config, schedules, mesh), "train step")
