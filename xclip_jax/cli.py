@@ -380,4 +380,8 @@ def run(main: Callable[[], int | None], *, prog: str,
   except KeyboardInterrupt:
     print(f"\n{prog}: stopped by Ctrl-C; {interrupted}", file=sys.stderr)
     code = INTERRUPTED
+  if code == INTERRUPTED and threading.current_thread() is threading.main_thread():
+    # Stopped by Ctrl-C, its line printed: a further SIGINT while the interpreter shuts down (where Python gives
+    # SIGINT back its default action) would end the process by the signal instead of with 130 (a test saw -2 once).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
   sys.exit(code or 0)
