@@ -327,7 +327,7 @@ def make_eval_iterator(data_cfg, *, split: str = "val", clips: int = 1, crops: i
   bad_log = bad_videos.for_path(data_cfg.bad_video_log, process_index, process_count)
   # A pass of one batch is built in this process: grain gives a batch to one worker, which would build that
   # same batch alone after seconds of start-up (and a second or two of shutting down), with nothing to overlap.
-  # The batches are the same either way (`tests/test_frame_shards.py`).
+  # The batches are the same either way (`tests/test_data_pipeline.py`).
   workers = 0 if num_batches == 1 else int(data_cfg.num_workers)
   iterator = EvalIterator(iter(_to_iter(ds, data_cfg, workers)), source, num_batches, len(host), bad_log, workers)
   iterator.videos_in_split = len(split_source)

@@ -110,17 +110,16 @@ def inference_compiler_options(dtype: str | jnp.dtype, platform: str | None = No
   measured gain there. An XLA that does not know the option (a later JAX) gets none.
   """
   platform = target_platform() if platform is None else platform
-  if platform != "cpu" or jnp.dtype(dtype) != jnp.float32 or not _cpu_knows(tuple(EIGEN_PRODUCTS)):
+  if platform != "cpu" or jnp.dtype(dtype) != jnp.float32 or not _xla_accepts_eigen_products():
     return None
   return dict(EIGEN_PRODUCTS)
 
 
 @functools.cache
-def _cpu_knows(options: tuple[str, ...]) -> bool:
-  """Whether this XLA:CPU accepts these compile options (one tiny compile, once per process)."""
+def _xla_accepts_eigen_products() -> bool:
+  """Whether this XLA accepts `EIGEN_PRODUCTS` (one tiny compile, once per process)."""
   try:
-    jax.jit(lambda x: x + 1, compiler_options=dict.fromkeys(options, "")).lower(
-        jax.ShapeDtypeStruct((), jnp.float32)).compile()
+    jax.jit(lambda x: x + 1, compiler_options=EIGEN_PRODUCTS).lower(jax.ShapeDtypeStruct((), jnp.float32)).compile()
   except jax.errors.JaxRuntimeError:
     return False
   return True
